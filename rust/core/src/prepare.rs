@@ -1,0 +1,1 @@
+//! OWNER: lead. The prepare pipeline.

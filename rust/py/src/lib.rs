@@ -1,0 +1,1 @@
+//! OWNER: lead. pyo3 binding.
