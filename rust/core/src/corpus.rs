@@ -46,7 +46,12 @@ pub struct MemCorpus {
 
 impl MemCorpus {
     pub fn new() -> Self {
-        MemCorpus { tokens: vec![], sentence_offsets: vec![0], document_offsets: vec![0], document_sources: vec![] }
+        MemCorpus {
+            tokens: vec![],
+            sentence_offsets: vec![0],
+            document_offsets: vec![0],
+            document_sources: vec![],
+        }
     }
 
     /// Build from documents given as lists of sentences of token ids (tests).
@@ -58,12 +63,17 @@ impl MemCorpus {
         c
     }
 
-    pub fn push_document<'a>(&mut self, sentences: impl IntoIterator<Item = &'a [u32]>, source: u32) {
+    pub fn push_document<'a>(
+        &mut self,
+        sentences: impl IntoIterator<Item = &'a [u32]>,
+        source: u32,
+    ) {
         for s in sentences {
             self.tokens.extend_from_slice(s);
             self.sentence_offsets.push(self.tokens.len() as u64);
         }
-        self.document_offsets.push((self.sentence_offsets.len() - 1) as u64);
+        self.document_offsets
+            .push((self.sentence_offsets.len() - 1) as u64);
         self.document_sources.push(source);
     }
 }
@@ -126,10 +136,12 @@ impl MmapCorpus {
         let (mut nd, mut ns, mut nt) = (0usize, 0usize, 0u64);
         for s in m.shards_of("corpus") {
             let get = |name: &str| -> Result<NpyMap> {
-                let a = s
-                    .arrays
-                    .get(name)
-                    .ok_or_else(|| Error::format(dir.join("manifest.json"), format!("shard {} lacks {name}", s.name)))?;
+                let a = s.arrays.get(name).ok_or_else(|| {
+                    Error::format(
+                        dir.join("manifest.json"),
+                        format!("shard {} lacks {name}", s.name),
+                    )
+                })?;
                 NpyMap::open(&dir.join(&a.path))
             };
             let tok = get("tokens")?;
@@ -153,19 +165,33 @@ impl MmapCorpus {
             let n_tok = match &sv.tokens {
                 TokenArray::U16(a) | TokenArray::U32(a) => a.len() as u64,
             };
-            if so.is_empty() || dofs.is_empty() || *so.last().unwrap() != n_tok || *dofs.last().unwrap() as usize != so.len() - 1
+            if so.is_empty()
+                || dofs.is_empty()
+                || *so.last().unwrap() != n_tok
+                || *dofs.last().unwrap() as usize != so.len() - 1
             {
-                return Err(Error::format(&sv.sentence_offsets.path, "offsets do not match the token array"));
+                return Err(Error::format(
+                    &sv.sentence_offsets.path,
+                    "offsets do not match the token array",
+                ));
             }
             if sv.document_sources.as_u32()?.len() != dofs.len() - 1 {
-                return Err(Error::format(&sv.document_sources.path, "document_sources length mismatch"));
+                return Err(Error::format(
+                    &sv.document_sources.path,
+                    "document_sources length mismatch",
+                ));
             }
             nd += dofs.len() - 1;
             ns += so.len() - 1;
             nt += n_tok;
             shards.push(sv);
         }
-        Ok(MmapCorpus { shards, n_docs: nd, n_sents: ns, n_tokens: nt })
+        Ok(MmapCorpus {
+            shards,
+            n_docs: nd,
+            n_sents: ns,
+            n_tokens: nt,
+        })
     }
 
     fn shard_of_doc(&self, d: usize) -> &ShardView {
@@ -206,14 +232,23 @@ impl CorpusView for MmapCorpus {
             let i = self.shards.partition_point(|x| x.first_token <= pos) - 1;
             let sh = &self.shards[i];
             let local = (pos - sh.first_token) as usize;
-            let (avail, push): (usize, Box<dyn Fn(usize, usize, &mut Vec<u32>)>) = match &sh.tokens {
+            let (avail, push): (usize, Box<dyn Fn(usize, usize, &mut Vec<u32>)>) = match &sh.tokens
+            {
                 TokenArray::U16(a) => {
                     let t = a.as_u16().unwrap();
-                    (t.len(), Box::new(move |s, e, out: &mut Vec<u32>| out.extend(t[s..e].iter().map(|&x| x as u32))))
+                    (
+                        t.len(),
+                        Box::new(move |s, e, out: &mut Vec<u32>| {
+                            out.extend(t[s..e].iter().map(|&x| x as u32))
+                        }),
+                    )
                 }
                 TokenArray::U32(a) => {
                     let t = a.as_u32().unwrap();
-                    (t.len(), Box::new(move |s, e, out: &mut Vec<u32>| out.extend_from_slice(&t[s..e])))
+                    (
+                        t.len(),
+                        Box::new(move |s, e, out: &mut Vec<u32>| out.extend_from_slice(&t[s..e])),
+                    )
                 }
             };
             let end = (local + (r.end - pos) as usize).min(avail);

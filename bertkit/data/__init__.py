@@ -1,0 +1,1 @@
+"""Datasets: prepare (Rust), open, inspect, verify, merge, views."""

@@ -1,0 +1,25 @@
+"""The `bertkit` command line: thin Typer commands over the `bertkit` library.
+
+Each command module exposes `register(app)`; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+from cli._common import make_app
+
+app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family encoders.")
+
+
+def _register() -> None:
+    from cli import dataset, prepare, tokenizer
+
+    prepare.register(app)
+    dataset.register(app)
+    tokenizer.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
