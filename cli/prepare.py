@@ -1,9 +1,166 @@
-"""OWNER: see cli/__init__.py."""
+"""`bertkit prepare`: raw corpora → sharded dataset (tokenized corpus + optional static instances)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from cli._common import console, user_errors
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command(
+        "prepare",
+        epilog=(
+            "Examples:\n\n"
+            "  bertkit prepare corpus.txt --tokenizer vocab.txt --out data/ds\n\n"
+            "  bertkit prepare 'wiki/*.txt.gz' --tokenizer vocab.txt --out data/nsp --instances nsp --dupe-factor 5\n\n"
+            "  bertkit prepare books.jsonl --text-field body --tokenizer tokenizer.json --out data/chunks "
+            "--instances chunks --chunk-size 256"
+        ),
+    )(prepare)
+
+
+def prepare(
+    inputs: Annotated[list[str], typer.Argument(help="Files, directories or globs (.txt, .jsonl, .gz).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")],
+    tokenizer: Annotated[Path, typer.Option(help="WordPiece vocab.txt or HF tokenizer.json.")],
+    one_doc_per_line: Annotated[bool, typer.Option(help="Each line is a document.")] = False,
+    sentences_per_line: Annotated[
+        bool, typer.Option(help="Google's format: one sentence per line, blank line between documents.")
+    ] = False,
+    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
+    on_invalid_utf8: Annotated[str, typer.Option(help="error | replace | skip")] = "error",
+    splitter: Annotated[str, typer.Option(help="Sentence splitter: rules | lines | none.")] = "rules",
+    lowercase: Annotated[
+        bool | None, typer.Option("--lowercase/--no-lowercase", help="Override the tokenizer's casing.")
+    ] = None,
+    instances: Annotated[
+        list[str] | None, typer.Option(help="Static instances: nsp | mlm | chunks (repeatable).")
+    ] = None,
+    max_seq_length: Annotated[int, typer.Option(help="NSP sequence length.")] = 128,
+    max_predictions_per_seq: Annotated[int, typer.Option(help="NSP: masked positions per sequence.")] = 20,
+    masked_lm_prob: Annotated[float, typer.Option(help="NSP: masking probability.")] = 0.15,
+    short_seq_prob: Annotated[float, typer.Option(help="NSP: probability of a shorter target length.")] = 0.1,
+    dupe_factor: Annotated[int, typer.Option(help="NSP: passes over the data with different masks.")] = 10,
+    whole_word_mask: Annotated[bool, typer.Option(help="NSP: whole-word masking.")] = False,
+    fix_quirks: Annotated[bool, typer.Option(help="Correct Google's quirks instead of reproducing them.")] = False,
+    mlm_seq_len: Annotated[int, typer.Option(help="Packed MLM length (0: --max-seq-length).")] = 0,
+    chunk_size: Annotated[int, typer.Option(help="NextLevelBERT chunk tokens (0: sentence chunks).")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 12345,
+    threads: Annotated[int, typer.Option(help="Worker threads (0: all cores).")] = 0,
+    shard_size_mb: Annotated[float, typer.Option(help="Input text per corpus shard, MB.")] = 64.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a dataset already in --out.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its completed shards.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Read, split, tokenize and shard corpora (Rust, all cores); optionally build static instances."""
+    from bertkit.data.prepare import PrepareConfig
+    from bertkit.data.prepare import prepare as run_prepare
+    from bertkit.exceptions import ConfigError
+
+    with user_errors():
+        if one_doc_per_line and sentences_per_line:
+            raise ConfigError("--one-doc-per-line and --sentences-per-line exclude each other")
+        doc_mode = "blank-line"
+        if one_doc_per_line:
+            doc_mode = "one-doc-per-line"
+        elif sentences_per_line:
+            doc_mode = "sentences-per-line"
+        cfg = PrepareConfig(
+            inputs=inputs,
+            out=out,
+            tokenizer=tokenizer,
+            lowercase=lowercase,
+            doc_mode=doc_mode,
+            text_field=text_field,
+            on_invalid_utf8=on_invalid_utf8,
+            splitter=splitter,
+            threads=threads,
+            shard_size=int(shard_size_mb * (1 << 20)),
+            instances=instances or [],
+            seed=seed,
+            max_seq_length=max_seq_length,
+            max_predictions_per_seq=max_predictions_per_seq,
+            masked_lm_prob=masked_lm_prob,
+            short_seq_prob=short_seq_prob,
+            dupe_factor=dupe_factor,
+            whole_word_mask=whole_word_mask,
+            fix_quirks=fix_quirks,
+            mlm_seq_len=mlm_seq_len,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            resume=resume,
+        )
+        t0 = time.perf_counter()
+        if quiet:
+            summary = run_prepare(cfg)
+        else:
+            with _PrepareProgress() as bar:
+                summary = run_prepare(cfg, bar.update)
+        _print_summary(summary, time.perf_counter() - t0)
+
+
+class _PrepareProgress:
+    """A rich progress bar fed by the counters the Rust workers bump."""
+
+    def __enter__(self) -> _PrepareProgress:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            transient=False,
+        )
+        self.progress.__enter__()
+        self.task = self.progress.add_task("tokenize", total=None, detail="")
+        self.stage = "tokenize"
+        return self
+
+    def update(self, c: dict) -> None:
+        if c["stage"] != self.stage and c["stage"] == "instances":
+            self.progress.update(self.task, completed=c["total_bytes"])
+            self.stage = "instances"
+            self.task = self.progress.add_task("instances", total=None, detail="")
+        if self.stage == "tokenize":
+            detail = f"{c['documents']:,} docs {c['tokens']:,} tokens"
+            self.progress.update(self.task, completed=c["bytes"], total=c["total_bytes"] or None, detail=detail)
+        else:
+            self.progress.update(self.task, detail=f"{c['instances']:,} instances")
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+
+def _print_summary(summary: dict, seconds: float) -> None:
+    t = summary["totals"]
+    mb = summary["input_bytes"] / 1e6
+    console.print(
+        f"[green]wrote[/] {summary['out']}: {t['documents']:,} documents, {t['sentences']:,} sentences, "
+        f"{t['tokens']:,} tokens in {summary['shards']} shards"
+        + "".join(f", {n:,} {k} instances" for k, n in t.get("instances", {}).items())
+        + f" ({mb:.1f} MB in {seconds:.1f} s, {mb / max(seconds, 1e-9):.1f} MB/s)",
+        highlight=False,
+    )
+    if summary.get("resumed_shards"):
+        console.print(f"resumed: {summary['resumed_shards']} shards were already complete")
+    for reason, n in sorted(t.get("skipped", {}).items()):
+        if n:
+            console.print(f"[yellow]skipped[/] {n:,} {reason.replace('_', ' ')}", highlight=False)

@@ -1,1 +1,940 @@
-//! OWNER: lead. The prepare pipeline.
+//! `bertkit prepare`: read → split → tokenize → corpus shards → optional static instances → manifest.
+//!
+//! Streaming with bounded memory: the reader hands over one shard's worth of documents at a time
+//! (`shard_size` bytes of text), which are processed in parallel on the caller's rayon pool and
+//! written as one corpus shard. Shard boundaries depend only on the input and `shard_size`, and all
+//! randomness is keyed by (seed, purpose, index), so the output is byte-identical for any thread
+//! count. Every shard is published with its record (`shards/<name>.json`) after its files are in
+//! place; `manifest.json` is written last. An interrupted run leaves no manifest and `resume`
+//! continues from the completed shards.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::{CorpusView, MmapCorpus};
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    self, hash_file, write_atomic, write_npy, write_tokens, DType, InputFile, Manifest, Shard,
+    Totals, FORMAT_NAME, FORMAT_VERSION, MANIFEST, SHARD_DIR,
+};
+use crate::instances::{self, MaskVocab, NspConfig};
+use crate::progress::Progress;
+use crate::reader::{expand_inputs, DocMode, Document, DocumentReader, InvalidUtf8, ReaderConfig};
+use crate::splitter::{split_sentences, SplitterKind, RULES_VERSION};
+use crate::tokenizer::Tokenizer;
+
+/// Everything `prepare` needs; recorded in the manifest as `config`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrepareConfig {
+    /// Files, directories or globs.
+    pub inputs: Vec<String>,
+    pub out: String,
+    /// A `vocab.txt` or a `tokenizer.json`.
+    pub tokenizer: String,
+    /// Override the tokenizer's lower-casing (None: the tokenizer's own setting).
+    pub lowercase: Option<bool>,
+    /// `blank-line`, `one-doc-per-line` or `sentences-per-line`.
+    pub doc_mode: String,
+    /// JSONL field holding the text.
+    pub text_field: String,
+    /// `error`, `replace` or `skip`.
+    pub on_invalid_utf8: String,
+    /// `rules`, `lines` or `none` (forced to `lines` by `sentences-per-line`).
+    pub splitter: String,
+    /// Worker threads (0: all cores). Not part of the output's identity.
+    pub threads: usize,
+    /// Bytes of input text per corpus shard.
+    pub shard_size: usize,
+    /// Static instances to build: any of `nsp`, `mlm`, `chunks`.
+    pub instances: Vec<String>,
+    pub seed: u64,
+    /// NSP (Google) parameters.
+    pub max_seq_length: usize,
+    pub max_predictions_per_seq: usize,
+    pub masked_lm_prob: f64,
+    pub short_seq_prob: f64,
+    pub dupe_factor: u32,
+    pub whole_word_mask: bool,
+    pub fix_quirks: bool,
+    /// Packed MLM sequence length (defaults to max_seq_length when 0).
+    pub mlm_seq_len: usize,
+    /// NextLevelBERT chunk size in tokens (0 = one sentence per chunk).
+    pub chunk_size: usize,
+    pub overwrite: bool,
+    pub resume: bool,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        PrepareConfig {
+            inputs: vec![],
+            out: String::new(),
+            tokenizer: String::new(),
+            lowercase: None,
+            doc_mode: "blank-line".into(),
+            text_field: "text".into(),
+            on_invalid_utf8: "error".into(),
+            splitter: "rules".into(),
+            threads: 0,
+            shard_size: 64 << 20,
+            instances: vec![],
+            seed: 12345,
+            max_seq_length: 128,
+            max_predictions_per_seq: 20,
+            masked_lm_prob: 0.15,
+            short_seq_prob: 0.1,
+            dupe_factor: 10,
+            whole_word_mask: false,
+            fix_quirks: false,
+            mlm_seq_len: 0,
+            chunk_size: 256,
+            overwrite: false,
+            resume: false,
+        }
+    }
+}
+
+impl PrepareConfig {
+    fn doc_mode(&self) -> Result<DocMode> {
+        Ok(match self.doc_mode.as_str() {
+            "blank-line" => DocMode::BlankLine,
+            "one-doc-per-line" => DocMode::OneDocPerLine,
+            "sentences-per-line" => DocMode::SentencesPerLine,
+            o => return Err(Error::config(format!(
+                "unknown document mode {o:?} (blank-line, one-doc-per-line, sentences-per-line)"
+            ))),
+        })
+    }
+    fn invalid_utf8(&self) -> Result<InvalidUtf8> {
+        Ok(match self.on_invalid_utf8.as_str() {
+            "error" => InvalidUtf8::Error,
+            "replace" => InvalidUtf8::Replace,
+            "skip" => InvalidUtf8::Skip,
+            o => {
+                return Err(Error::config(format!(
+                    "unknown --on-invalid-utf8 policy {o:?} (error, replace, skip)"
+                )))
+            }
+        })
+    }
+    fn splitter_kind(&self) -> Result<SplitterKind> {
+        if self.doc_mode == "sentences-per-line" {
+            return Ok(SplitterKind::Lines);
+        }
+        SplitterKind::parse(&self.splitter).ok_or_else(|| {
+            Error::config(format!(
+                "unknown splitter {:?} (rules, lines, none)",
+                self.splitter
+            ))
+        })
+    }
+    fn mlm_len(&self) -> usize {
+        if self.mlm_seq_len == 0 {
+            self.max_seq_length
+        } else {
+            self.mlm_seq_len
+        }
+    }
+    fn nsp(&self) -> NspConfig {
+        NspConfig {
+            max_seq_length: self.max_seq_length,
+            max_predictions_per_seq: self.max_predictions_per_seq,
+            masked_lm_prob: self.masked_lm_prob,
+            short_seq_prob: self.short_seq_prob,
+            dupe_factor: self.dupe_factor,
+            whole_word_mask: self.whole_word_mask,
+            fix_quirks: self.fix_quirks,
+            seed: self.seed,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.inputs.is_empty() {
+            return Err(Error::config("no input files given"));
+        }
+        if self.out.is_empty() {
+            return Err(Error::config("no output directory given (--out)"));
+        }
+        if self.tokenizer.is_empty() {
+            return Err(Error::config(
+                "no tokenizer given (--tokenizer vocab.txt or tokenizer.json)",
+            ));
+        }
+        self.doc_mode()?;
+        self.invalid_utf8()?;
+        self.splitter_kind()?;
+        for k in &self.instances {
+            if !["nsp", "mlm", "chunks"].contains(&k.as_str()) {
+                return Err(Error::config(format!(
+                    "unknown instance kind {k:?} (nsp, mlm, chunks)"
+                )));
+            }
+        }
+        if self.max_seq_length < 8 || self.max_seq_length > 65_535 {
+            return Err(Error::config(format!(
+                "max_seq_length {} must be within 8..=65535",
+                self.max_seq_length
+            )));
+        }
+        if self.mlm_len() < 3 || self.mlm_len() > 65_535 {
+            return Err(Error::config(format!(
+                "mlm_seq_len {} must be within 3..=65535",
+                self.mlm_len()
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.masked_lm_prob)
+            || !(0.0..=1.0).contains(&self.short_seq_prob)
+        {
+            return Err(Error::config(
+                "masked_lm_prob and short_seq_prob must be within [0, 1]",
+            ));
+        }
+        if self.dupe_factor == 0 && self.instances.iter().any(|k| k == "nsp") {
+            return Err(Error::config("dupe_factor must be at least 1"));
+        }
+        if self.chunk_size == 1 || self.chunk_size == 2 {
+            return Err(Error::config(
+                "chunk_size must be 0 (sentence chunks) or at least 3",
+            ));
+        }
+        if self.shard_size < 1024 {
+            return Err(Error::config("shard_size must be at least 1024 bytes"));
+        }
+        Ok(())
+    }
+
+    /// The part of the config that determines the output (resume must match it exactly).
+    fn identity(&self) -> serde_json::Value {
+        let mut c = self.clone();
+        c.threads = 0;
+        c.overwrite = false;
+        c.resume = false;
+        serde_json::to_value(c).expect("config serializes")
+    }
+}
+
+/// What `prepare` returns.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrepareSummary {
+    pub out: String,
+    pub totals: Totals,
+    pub shards: usize,
+    pub input_bytes: u64,
+    pub resumed_shards: usize,
+    pub seconds: f64,
+}
+
+const STATE: &str = "prepare.json";
+
+fn shard_record_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(SHARD_DIR).join(format!("{name}.json"))
+}
+
+/// A completed shard's record, if present and its files are all in place with the right sizes.
+fn completed_shard(dir: &Path, name: &str) -> Option<Shard> {
+    let text = fs::read_to_string(shard_record_path(dir, name)).ok()?;
+    let shard: Shard = serde_json::from_str(&text).ok()?;
+    let ok = shard.arrays.values().all(|a| {
+        fs::metadata(dir.join(&a.path))
+            .map(|m| m.len() == a.size)
+            .unwrap_or(false)
+    });
+    ok.then_some(shard)
+}
+
+fn publish_shard(dir: &Path, shard: &Shard) -> Result<()> {
+    let text = serde_json::to_string_pretty(shard).expect("shard serializes");
+    write_atomic(&shard_record_path(dir, &shard.name), text.as_bytes())
+}
+
+/// Prepare the output directory: refuse to clobber a dataset, clean up for overwrite, check resume.
+fn prepare_out_dir(cfg: &PrepareConfig, out: &Path) -> Result<()> {
+    let has_manifest = out.join(MANIFEST).exists();
+    let has_state = out.join(STATE).exists();
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Exists {
+            path: out.into(),
+            message: "exists and is not a directory".into(),
+        });
+    }
+    if cfg.overwrite {
+        // Remove only what bertkit wrote, manifest first so the directory never looks complete.
+        for f in [MANIFEST, STATE] {
+            let p = out.join(f);
+            if p.exists() {
+                fs::remove_file(&p).at(&p)?;
+            }
+        }
+        for d in [SHARD_DIR, "tokenizer"] {
+            let p = out.join(d);
+            if p.exists() {
+                fs::remove_dir_all(&p).at(&p)?;
+            }
+        }
+    } else if has_manifest {
+        return Err(Error::Exists {
+            path: out.into(),
+            message: "already holds a complete dataset (use --overwrite to replace it)".into(),
+        });
+    } else if has_state && !cfg.resume {
+        return Err(Error::Exists {
+            path: out.into(),
+            message: "holds an incomplete dataset from an interrupted run (use --resume to finish it, or --overwrite)"
+                .into(),
+        });
+    } else if !has_state && out.is_dir() && fs::read_dir(out).at(out)?.next().is_some() {
+        return Err(Error::Exists {
+            path: out.into(),
+            message: "exists, is not empty and is not a bertkit dataset (choose another --out)"
+                .into(),
+        });
+    }
+    if cfg.resume && has_state && !cfg.overwrite {
+        let p = out.join(STATE);
+        let prev: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).at(&p)?)
+            .map_err(|e| Error::format(&p, format!("unreadable state: {e}")))?;
+        if prev.get("config") != Some(&cfg.identity()) {
+            return Err(Error::config(format!(
+                "{}: cannot resume: the interrupted run used different options (see {}); use --overwrite to start over",
+                out.display(),
+                p.display()
+            )));
+        }
+    }
+    fs::create_dir_all(out.join(SHARD_DIR)).at(out)?;
+    Ok(())
+}
+
+/// Tokens and sentence lengths of one document.
+#[derive(Default)]
+struct DocOut {
+    tokens: Vec<u32>,
+    sentence_lens: Vec<u32>,
+}
+
+const BIG_DOC: usize = 1 << 22;
+
+fn process_document(doc: &Document, splitter: SplitterKind, tok: &Tokenizer) -> DocOut {
+    let mut ranges = Vec::new();
+    split_sentences(splitter, &doc.text, &mut ranges);
+    let mut out = DocOut::default();
+    if doc.text.len() >= BIG_DOC && ranges.len() > 1 {
+        // One huge document (e.g. a 200 MB line): tokenize its sentences in parallel.
+        let parts: Vec<Vec<u32>> = ranges
+            .par_chunks(1024)
+            .flat_map_iter(|rs| {
+                rs.iter()
+                    .map(|r| tok.encode(&doc.text[r.clone()]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for p in parts {
+            if !p.is_empty() {
+                out.sentence_lens.push(p.len() as u32);
+                out.tokens.extend_from_slice(&p);
+            }
+        }
+        return out;
+    }
+    for r in ranges {
+        let before = out.tokens.len();
+        tok.encode_into(&doc.text[r], &mut out.tokens);
+        let n = out.tokens.len() - before;
+        if n > 0 {
+            out.sentence_lens.push(n as u32);
+        }
+    }
+    out
+}
+
+/// The `MaskVocab` of a tokenizer: continuation pieces and special tokens.
+pub fn mask_vocab(tok: &Tokenizer) -> MaskVocab {
+    let sp = tok.specials();
+    let n = tok.vocab_size();
+    let prefix = tok.info().continuing_subword_prefix;
+    let mut is_continuation = vec![false; n];
+    let mut is_special = vec![false; n];
+    for id in 0..n as u32 {
+        let t = tok.token(id);
+        is_continuation[id as usize] = tok.is_continuation(id);
+        is_special[id as usize] = t.len() > 2 && t.starts_with('[') && t.ends_with(']');
+    }
+    let _ = prefix;
+    for id in [sp.pad, sp.unk, sp.cls, sp.sep, sp.mask] {
+        is_special[id as usize] = true;
+    }
+    MaskVocab {
+        pad: sp.pad,
+        cls: sp.cls,
+        sep: sp.sep,
+        mask: sp.mask,
+        vocab_size: n as u32,
+        is_continuation,
+        is_special,
+    }
+}
+
+fn arr(name: &str, kind: &str, index: usize) -> String {
+    format!("{SHARD_DIR}/{kind}-{index:05}.{name}.npy")
+}
+
+fn check_cancel(progress: &Progress) -> Result<()> {
+    if progress.cancelled() {
+        Err(Error::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+/// Run `prepare`. Call inside the rayon pool that should do the work.
+pub fn prepare(cfg: &PrepareConfig, progress: &Progress) -> Result<PrepareSummary> {
+    let t0 = std::time::Instant::now();
+    cfg.validate()?;
+    let out = PathBuf::from(&cfg.out);
+    let tok_path = PathBuf::from(&cfg.tokenizer);
+    let tok = Tokenizer::from_file(&tok_path, cfg.lowercase)?;
+    let files = expand_inputs(&cfg.inputs)?;
+    let splitter = cfg.splitter_kind()?;
+    let token_dtype = DType::for_vocab(tok.vocab_size());
+
+    prepare_out_dir(cfg, &out)?;
+    let state = serde_json::json!({ "config": cfg.identity() });
+    write_atomic(
+        &out.join(STATE),
+        serde_json::to_string_pretty(&state).unwrap().as_bytes(),
+    )?;
+    copy_tokenizer(&tok, &tok_path, &out)?;
+
+    // Input identity (size + xxh3), in parallel.
+    let inputs: Vec<InputFile> = files
+        .par_iter()
+        .map(|p| {
+            let (size, xxh3) = hash_file(p)?;
+            Ok(InputFile {
+                path: p.display().to_string(),
+                size,
+                xxh3,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let input_bytes: u64 = inputs.iter().map(|f| f.size).sum();
+    progress.total_bytes.store(input_bytes, Ordering::Relaxed);
+
+    // Stage 1: corpus shards.
+    let mut reader = DocumentReader::new(
+        files.clone(),
+        ReaderConfig {
+            doc_mode: cfg.doc_mode()?,
+            text_field: cfg.text_field.clone(),
+            on_invalid_utf8: cfg.invalid_utf8()?,
+        },
+    );
+    let mut shards: Vec<Shard> = Vec::new();
+    let mut resumed = 0usize;
+    let mut skipped_docs_after_tokenizing = 0u64;
+    let mut docs: Vec<Document> = Vec::new();
+    let mut index = 0usize;
+    loop {
+        check_cancel(progress)?;
+        docs.clear();
+        let bytes_before = reader.bytes_read();
+        let more = reader.next_batch(cfg.shard_size, &mut docs)?;
+        if docs.is_empty() {
+            if !more {
+                break;
+            }
+            continue;
+        }
+        let bytes_after = reader.bytes_read();
+        let name = format!("corpus-{index:05}");
+        if cfg.resume {
+            if let Some(s) = completed_shard(&out, &name) {
+                progress.bytes.store(bytes_after, Ordering::Relaxed);
+                Progress::add(&progress.documents, s.rows);
+                Progress::add(&progress.tokens, s.tokens);
+                skipped_docs_after_tokenizing += docs.len() as u64 - s.rows;
+                shards.push(s);
+                resumed += 1;
+                index += 1;
+                continue;
+            }
+        }
+        let text_bytes: u64 = docs.iter().map(|d| d.text.len() as u64).sum::<u64>().max(1);
+        let scale = (bytes_after - bytes_before) as f64 / text_bytes as f64;
+        let results: Vec<DocOut> = docs
+            .par_iter()
+            .map(|d| {
+                if progress.cancelled() {
+                    return DocOut::default();
+                }
+                let r = process_document(d, splitter, &tok);
+                Progress::add(&progress.bytes, (d.text.len() as f64 * scale) as u64);
+                Progress::add(&progress.tokens, r.tokens.len() as u64);
+                Progress::add(&progress.documents, 1);
+                r
+            })
+            .collect();
+        check_cancel(progress)?;
+        progress.bytes.store(bytes_after, Ordering::Relaxed);
+        let shard = write_corpus_shard(
+            &out,
+            &name,
+            &docs,
+            &results,
+            token_dtype,
+            &mut skipped_docs_after_tokenizing,
+        )?;
+        publish_shard(&out, &shard)?;
+        shards.push(shard);
+        index += 1;
+        if !more {
+            break;
+        }
+    }
+    let mut totals = Totals::default();
+    for s in &shards {
+        totals.documents += s.rows;
+        totals.sentences += s.sentences;
+        totals.tokens += s.tokens;
+    }
+    totals.skipped = reader.skipped();
+    if skipped_docs_after_tokenizing > 0 {
+        *totals
+            .skipped
+            .entry("documents_without_tokens".into())
+            .or_insert(0) += skipped_docs_after_tokenizing;
+    }
+
+    let mut manifest = Manifest {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        kind: "corpus".into(),
+        created_by: format!("bertkit {}", env!("CARGO_PKG_VERSION")),
+        tokenizer: serde_json::to_value(tok.info()).expect("tokenizer info serializes"),
+        splitter: serde_json::json!({"name": splitter.name(), "version": RULES_VERSION}),
+        config: serde_json::to_value(cfg).expect("config serializes"),
+        inputs,
+        token_dtype,
+        totals,
+        shards,
+    };
+
+    // Stage 2: static instances over the memory-mapped corpus.
+    if !cfg.instances.is_empty() && manifest.totals.documents > 0 {
+        progress.stage.store(1, Ordering::Relaxed);
+        let corpus = MmapCorpus::open_with(&out, &manifest)?;
+        let vocab = mask_vocab(&tok);
+        let doc_ranges: Vec<Range<usize>> = {
+            let mut v = Vec::new();
+            let mut start = 0usize;
+            for s in manifest.shards_of("corpus") {
+                v.push(start..start + s.rows as usize);
+                start += s.rows as usize;
+            }
+            v
+        };
+        let mut new_shards = Vec::new();
+        for kind in ["nsp", "mlm", "chunks"] {
+            if !cfg.instances.iter().any(|k| k == kind) {
+                continue;
+            }
+            let built = match kind {
+                "nsp" => build_nsp(
+                    cfg,
+                    &out,
+                    &corpus,
+                    &vocab,
+                    &doc_ranges,
+                    token_dtype,
+                    progress,
+                )?,
+                "mlm" => build_mlm(cfg, &out, &corpus, &vocab, token_dtype, progress)?,
+                _ => build_chunks(
+                    cfg,
+                    &out,
+                    &corpus,
+                    &vocab,
+                    &doc_ranges,
+                    token_dtype,
+                    progress,
+                )?,
+            };
+            let n: u64 = built.iter().map(|s| s.rows).sum();
+            manifest.totals.instances.insert(kind.to_string(), n);
+            new_shards.extend(built);
+        }
+        manifest.shards.extend(new_shards);
+    }
+    check_cancel(progress)?;
+    progress.stage.store(2, Ordering::Relaxed);
+    manifest.write(&out)?;
+    let _ = fs::remove_file(out.join(STATE));
+    Ok(PrepareSummary {
+        out: out.display().to_string(),
+        shards: manifest.shards.len(),
+        totals: manifest.totals,
+        input_bytes,
+        resumed_shards: resumed,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+fn write_corpus_shard(
+    out: &Path,
+    name: &str,
+    docs: &[Document],
+    results: &[DocOut],
+    dtype: DType,
+    dropped: &mut u64,
+) -> Result<Shard> {
+    let n_tok: usize = results.iter().map(|r| r.tokens.len()).sum();
+    let n_sent: usize = results.iter().map(|r| r.sentence_lens.len()).sum();
+    let mut tokens: Vec<u32> = Vec::with_capacity(n_tok);
+    let mut sentence_offsets: Vec<u64> = Vec::with_capacity(n_sent + 1);
+    let mut document_offsets: Vec<u64> = Vec::with_capacity(results.len() + 1);
+    let mut sources: Vec<u32> = Vec::with_capacity(results.len());
+    sentence_offsets.push(0);
+    document_offsets.push(0);
+    for (d, r) in docs.iter().zip(results) {
+        if r.sentence_lens.is_empty() {
+            *dropped += 1;
+            continue;
+        }
+        tokens.extend_from_slice(&r.tokens);
+        for &l in &r.sentence_lens {
+            let last = *sentence_offsets.last().unwrap();
+            sentence_offsets.push(last + l as u64);
+        }
+        document_offsets.push((sentence_offsets.len() - 1) as u64);
+        sources.push(d.source);
+    }
+    let mut arrays = BTreeMap::new();
+    let n_docs = sources.len() as u64;
+    arrays.insert(
+        "tokens".into(),
+        write_tokens(
+            out,
+            &format!("{SHARD_DIR}/{name}.tokens.npy"),
+            dtype,
+            &[tokens.len() as u64],
+            &tokens,
+        )?,
+    );
+    arrays.insert(
+        "sentence_offsets".into(),
+        write_npy(
+            out,
+            &format!("{SHARD_DIR}/{name}.sentence_offsets.npy"),
+            &[sentence_offsets.len() as u64],
+            &sentence_offsets,
+        )?,
+    );
+    arrays.insert(
+        "document_offsets".into(),
+        write_npy(
+            out,
+            &format!("{SHARD_DIR}/{name}.document_offsets.npy"),
+            &[document_offsets.len() as u64],
+            &document_offsets,
+        )?,
+    );
+    arrays.insert(
+        "document_sources".into(),
+        write_npy(
+            out,
+            &format!("{SHARD_DIR}/{name}.document_sources.npy"),
+            &[n_docs],
+            &sources,
+        )?,
+    );
+    Ok(Shard {
+        kind: "corpus".into(),
+        name: name.into(),
+        rows: n_docs,
+        sentences: (sentence_offsets.len() - 1) as u64,
+        tokens: tokens.len() as u64,
+        chunks: 0,
+        arrays,
+    })
+}
+
+fn build_nsp(
+    cfg: &PrepareConfig,
+    out: &Path,
+    corpus: &MmapCorpus,
+    vocab: &MaskVocab,
+    doc_ranges: &[Range<usize>],
+    dtype: DType,
+    progress: &Progress,
+) -> Result<Vec<Shard>> {
+    let nsp = cfg.nsp();
+    let mut shards = Vec::new();
+    let mut index = 0usize;
+    for pass in 0..cfg.dupe_factor {
+        for range in doc_ranges {
+            check_cancel(progress)?;
+            let name = format!("nsp-{index:05}");
+            index += 1;
+            if cfg.resume {
+                if let Some(s) = completed_shard(out, &name) {
+                    Progress::add(&progress.instances, s.rows);
+                    shards.push(s);
+                    continue;
+                }
+            }
+            // Parallel over sub-ranges of documents; each document's randomness is keyed by
+            // (seed, pass, document), so the split does not change the result.
+            let parts: Vec<instances::NspInstances> = split_range(range.clone(), 64)
+                .into_par_iter()
+                .map(|r| {
+                    if progress.cancelled() {
+                        return Default::default();
+                    }
+                    let x = instances::nsp::nsp_instances(corpus, r, pass, &nsp, vocab);
+                    Progress::add(&progress.instances, x.next_sentence_labels.len() as u64);
+                    x
+                })
+                .collect();
+            check_cancel(progress)?;
+            let all = concat_nsp(parts);
+            let mut arrays = BTreeMap::new();
+            let n = all.next_sentence_labels.len() as u64;
+            let p = |a: &str| arr(a, "nsp", index - 1);
+            arrays.insert(
+                "input_ids".into(),
+                write_tokens(
+                    out,
+                    &p("input_ids"),
+                    dtype,
+                    &[all.input_ids.len() as u64],
+                    &all.input_ids,
+                )?,
+            );
+            arrays.insert(
+                "offsets".into(),
+                write_npy(out, &p("offsets"), &[n + 1], &all.offsets)?,
+            );
+            arrays.insert(
+                "segment_a_lengths".into(),
+                write_npy(out, &p("segment_a_lengths"), &[n], &all.segment_a_lengths)?,
+            );
+            arrays.insert(
+                "next_sentence_labels".into(),
+                write_npy(
+                    out,
+                    &p("next_sentence_labels"),
+                    &[n],
+                    &all.next_sentence_labels,
+                )?,
+            );
+            arrays.insert(
+                "masked_positions".into(),
+                write_npy(
+                    out,
+                    &p("masked_positions"),
+                    &[all.masked_positions.len() as u64],
+                    &all.masked_positions,
+                )?,
+            );
+            arrays.insert(
+                "masked_lm_ids".into(),
+                write_tokens(
+                    out,
+                    &p("masked_lm_ids"),
+                    dtype,
+                    &[all.masked_lm_ids.len() as u64],
+                    &all.masked_lm_ids,
+                )?,
+            );
+            arrays.insert(
+                "masked_offsets".into(),
+                write_npy(out, &p("masked_offsets"), &[n + 1], &all.masked_offsets)?,
+            );
+            let shard = Shard {
+                kind: "nsp".into(),
+                name,
+                rows: n,
+                sentences: 0,
+                tokens: all.input_ids.len() as u64,
+                chunks: 0,
+                arrays,
+            };
+            publish_shard(out, &shard)?;
+            shards.push(shard);
+        }
+    }
+    Ok(shards)
+}
+
+fn split_range(r: Range<usize>, parts: usize) -> Vec<Range<usize>> {
+    let n = r.len();
+    if n == 0 {
+        return vec![];
+    }
+    let step = n.div_ceil(parts.max(1)).max(1);
+    (r.start..r.end)
+        .step_by(step)
+        .map(|s| s..(s + step).min(r.end))
+        .collect()
+}
+
+/// Concatenate instance sets, rebasing the offset arrays.
+fn concat_nsp(parts: Vec<instances::NspInstances>) -> instances::NspInstances {
+    let mut all = instances::NspInstances {
+        offsets: vec![0],
+        masked_offsets: vec![0],
+        ..Default::default()
+    };
+    for p in parts {
+        let base = all.input_ids.len() as u64;
+        let mbase = all.masked_positions.len() as u64;
+        all.input_ids.extend_from_slice(&p.input_ids);
+        all.offsets
+            .extend(p.offsets.iter().skip(1).map(|o| o + base));
+        all.masked_positions.extend_from_slice(&p.masked_positions);
+        all.masked_lm_ids.extend_from_slice(&p.masked_lm_ids);
+        all.masked_offsets
+            .extend(p.masked_offsets.iter().skip(1).map(|o| o + mbase));
+        all.segment_a_lengths
+            .extend_from_slice(&p.segment_a_lengths);
+        all.next_sentence_labels
+            .extend_from_slice(&p.next_sentence_labels);
+    }
+    all
+}
+
+fn build_mlm(
+    cfg: &PrepareConfig,
+    out: &Path,
+    corpus: &MmapCorpus,
+    vocab: &MaskVocab,
+    dtype: DType,
+    progress: &Progress,
+) -> Result<Vec<Shard>> {
+    check_cancel(progress)?;
+    let seq_len = cfg.mlm_len();
+    let name = "mlm-00000".to_string();
+    if cfg.resume {
+        if let Some(s) = completed_shard(out, &name) {
+            return Ok(vec![s]);
+        }
+    }
+    let rows = instances::mlm::mlm_instances(corpus, seq_len, vocab);
+    let n = (rows.len() / seq_len) as u64;
+    Progress::add(&progress.instances, n);
+    let mut arrays = BTreeMap::new();
+    arrays.insert(
+        "input_ids".into(),
+        write_tokens(
+            out,
+            &arr("input_ids", "mlm", 0),
+            dtype,
+            &[n, seq_len as u64],
+            &rows,
+        )?,
+    );
+    let shard = Shard {
+        kind: "mlm".into(),
+        name,
+        rows: n,
+        sentences: 0,
+        tokens: rows.len() as u64,
+        chunks: 0,
+        arrays,
+    };
+    publish_shard(out, &shard)?;
+    Ok(vec![shard])
+}
+
+fn build_chunks(
+    cfg: &PrepareConfig,
+    out: &Path,
+    corpus: &MmapCorpus,
+    vocab: &MaskVocab,
+    doc_ranges: &[Range<usize>],
+    dtype: DType,
+    progress: &Progress,
+) -> Result<Vec<Shard>> {
+    let mut shards = Vec::new();
+    for (index, range) in doc_ranges.iter().enumerate() {
+        check_cancel(progress)?;
+        let name = format!("chunks-{index:05}");
+        if cfg.resume {
+            if let Some(s) = completed_shard(out, &name) {
+                shards.push(s);
+                continue;
+            }
+        }
+        let c = instances::chunks::chunk_instances(corpus, range.clone(), cfg.chunk_size, vocab);
+        let n_chunks = (c.offsets.len() - 1) as u64;
+        Progress::add(&progress.instances, n_chunks);
+        let p = |a: &str| arr(a, "chunks", index);
+        let mut arrays = BTreeMap::new();
+        arrays.insert(
+            "input_ids".into(),
+            write_tokens(
+                out,
+                &p("input_ids"),
+                dtype,
+                &[c.input_ids.len() as u64],
+                &c.input_ids,
+            )?,
+        );
+        arrays.insert(
+            "offsets".into(),
+            write_npy(out, &p("offsets"), &[n_chunks + 1], &c.offsets)?,
+        );
+        arrays.insert(
+            "document_offsets".into(),
+            write_npy(
+                out,
+                &p("document_offsets"),
+                &[c.document_offsets.len() as u64],
+                &c.document_offsets,
+            )?,
+        );
+        let shard = Shard {
+            kind: "chunks".into(),
+            name,
+            rows: range.len() as u64,
+            sentences: 0,
+            tokens: c.input_ids.len() as u64,
+            chunks: n_chunks,
+            arrays,
+        };
+        publish_shard(out, &shard)?;
+        shards.push(shard);
+    }
+    let _ = corpus.n_documents();
+    Ok(shards)
+}
+
+/// Write the tokenizer into `out/tokenizer/` so a dataset is self-contained: `vocab.txt` always
+/// (id order), and the original `tokenizer.json` when one was given.
+fn copy_tokenizer(tok: &Tokenizer, src: &Path, out: &Path) -> Result<()> {
+    let dir = out.join("tokenizer");
+    fs::create_dir_all(&dir).at(&dir)?;
+    let mut vocab = String::new();
+    for id in 0..tok.vocab_size() as u32 {
+        vocab.push_str(tok.token(id));
+        vocab.push('\n');
+    }
+    write_atomic(&dir.join("vocab.txt"), vocab.as_bytes())?;
+    if src.extension().and_then(|e| e.to_str()) == Some("json") {
+        let bytes = fs::read(src).at(src)?;
+        write_atomic(&dir.join("tokenizer.json"), &bytes)?;
+    }
+    Ok(())
+}
+
+/// Re-hash a dataset (`bertkit verify`).
+pub fn verify(dir: &Path) -> Result<Vec<String>> {
+    format::verify(dir)
+}

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Default, Debug)]
 pub struct Progress {
-    /// Input bytes consumed.
+    /// Input bytes consumed, and their total (known once inputs are listed).
     pub bytes: AtomicU64,
+    pub total_bytes: AtomicU64,
     pub documents: AtomicU64,
     pub tokens: AtomicU64,
     pub instances: AtomicU64,

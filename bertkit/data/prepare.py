@@ -1,0 +1,105 @@
+"""`prepare`: turn raw corpora into a sharded, memory-mapped dataset (the work runs in Rust).
+
+from bertkit.data.prepare import PrepareConfig, prepare
+summary = prepare(PrepareConfig(inputs=["corpus.txt"], out="data/ds", tokenizer="vocab.txt",
+                                instances=["nsp"]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bertkit.exceptions import ConfigError
+
+DOC_MODES = ("blank-line", "one-doc-per-line", "sentences-per-line")
+SPLITTERS = ("rules", "lines", "none")
+INVALID_UTF8 = ("error", "replace", "skip")
+INSTANCE_KINDS = ("nsp", "mlm", "chunks")
+
+
+@dataclass
+class PrepareConfig:
+    """Options of `bertkit prepare` (mirrors `PrepareConfig` in rust/core/src/prepare.rs)."""
+
+    inputs: Sequence[str | os.PathLike[str]] = ()
+    """Files, directories (recursive) or glob patterns: .txt, .jsonl, and .gz of either."""
+    out: str | os.PathLike[str] = ""
+    """Output dataset directory."""
+    tokenizer: str | os.PathLike[str] = ""
+    """A WordPiece `vocab.txt` or a Hugging Face `tokenizer.json`."""
+    lowercase: bool | None = None
+    """Override the tokenizer's lower-casing (None: the tokenizer's own setting)."""
+    doc_mode: str = "blank-line"
+    """How plain text splits into documents: blank-line, one-doc-per-line, sentences-per-line (Google's format)."""
+    text_field: str = "text"
+    """JSONL field holding the text."""
+    on_invalid_utf8: str = "error"
+    """error (names file and byte offset), replace (U+FFFD) or skip (drop the line, counted)."""
+    splitter: str = "rules"
+    """Sentence splitter: rules (default), lines, none."""
+    threads: int = 0
+    """Worker threads; 0 = all cores. The output does not depend on it."""
+    shard_size: int = 64 << 20
+    """Bytes of input text per corpus shard."""
+    instances: Sequence[str] = ()
+    """Static instances to build: nsp (Google), mlm (packed), chunks (NextLevelBERT)."""
+    seed: int = 12345
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    dupe_factor: int = 10
+    whole_word_mask: bool = False
+    fix_quirks: bool = False
+    """Correct Google's quirks (see docs/QUIRKS.md) instead of reproducing them."""
+    mlm_seq_len: int = 0
+    """Packed MLM sequence length; 0 = max_seq_length."""
+    chunk_size: int = 256
+    """NextLevelBERT chunk size in tokens; 0 = one sentence per chunk."""
+    overwrite: bool = False
+    resume: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.doc_mode not in DOC_MODES:
+            raise ConfigError(f"unknown document mode {self.doc_mode!r} (choose from {', '.join(DOC_MODES)})")
+        if self.splitter not in SPLITTERS:
+            raise ConfigError(f"unknown splitter {self.splitter!r} (choose from {', '.join(SPLITTERS)})")
+        if self.on_invalid_utf8 not in INVALID_UTF8:
+            raise ConfigError(f"unknown --on-invalid-utf8 {self.on_invalid_utf8!r} ({', '.join(INVALID_UTF8)})")
+        for k in self.instances:
+            if k not in INSTANCE_KINDS:
+                raise ConfigError(f"unknown instance kind {k!r} (choose from {', '.join(INSTANCE_KINDS)})")
+        if self.threads < 0:
+            raise ConfigError("threads must be >= 0")
+        if self.extra:
+            raise ConfigError(f"unknown prepare options: {', '.join(sorted(self.extra))}")
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        d["inputs"] = [os.fspath(p) for p in self.inputs]
+        d["out"] = os.fspath(self.out)
+        d["tokenizer"] = os.fspath(self.tokenizer)
+        d["instances"] = list(self.instances)
+        return json.dumps(d)
+
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+def prepare(config: PrepareConfig, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Run `prepare`; returns the summary (totals, shard count, input bytes, seconds).
+
+    `on_progress(counters)` is called about every 100 ms with `bytes`, `total_bytes`, `documents`,
+    `tokens`, `instances` and `stage`. Ctrl-C stops the run cleanly (`bertkit.exceptions.Cancelled`):
+    completed shards stay, no manifest is written, and `resume=True` continues.
+    """
+    from bertkit import _core
+
+    return _core.prepare(config.to_json(), on_progress)
