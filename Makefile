@@ -1,0 +1,62 @@
+# Developer and CI entry points. Everything installs into ./.venv (created on first use), so a fresh
+# machine with Python >= 3.10, pip, Rust and maturin needs nothing else.
+#
+#   make demo    prepare → inspect → verify on a small real corpus (the README's main job)
+#   make test    cargo test + pytest (fetches the real corpora for the parity tests)
+#   make lint    cargo fmt --check, cargo clippy -D warnings, ruff
+
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+DATA ?= data
+export BERTKIT_DATA := $(abspath $(DATA))
+
+.PHONY: venv build demo test test-rs test-py lint fetch-data bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.24" "typer>=0.29,<0.30" "rich>=13" "tokenizers>=0.15" \
+		"xxhash>=3" "pytest>=8" "ruff>=0.6"
+	touch $@
+
+venv: $(VENV)/.installed
+
+build: venv
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
+
+$(DATA)/.small: scripts/fetch_data.py | venv
+	$(VPY) scripts/fetch_data.py --out $(DATA) --small
+	touch $@
+
+$(DATA)/.full: scripts/fetch_data.py | venv
+	$(VPY) scripts/fetch_data.py --out $(DATA)
+	touch $@ $(DATA)/.small
+
+fetch-data: $(DATA)/.full
+
+demo: build $(DATA)/.small
+	$(VENV)/bin/bertkit prepare $(DATA)/news.txt --tokenizer $(DATA)/vocab.txt --out runs/demo/data \
+		--instances nsp --dupe-factor 2 --overwrite
+	$(VENV)/bin/bertkit inspect runs/demo/data --sample 1
+	$(VENV)/bin/bertkit verify runs/demo/data
+
+test-rs:
+	cargo test --release
+
+test-py: build $(DATA)/.full
+	$(VPY) -m pytest -q
+
+test: test-rs test-py
+
+lint: venv
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: build $(DATA)/.full
+	$(VPY) benchmarks/prepare_bench.py
+
+clean:
+	rm -rf target $(VENV) runs
