@@ -36,6 +36,9 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    /// The inputs hold no document at all.
+    #[error("no documents found in the inputs ({0})")]
+    NoDocuments(String),
     /// Invalid options or options that contradict each other.
     #[error("{0}")]
     Config(String),

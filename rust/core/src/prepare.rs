@@ -394,10 +394,35 @@ fn check_cancel(progress: &Progress) -> Result<()> {
 }
 
 /// Run `prepare`. Call inside the rayon pool that should do the work.
+///
+/// On failure, completed shards stay (for `resume`) and no manifest is written; if nothing was
+/// completed, what this call created is removed again.
 pub fn prepare(cfg: &PrepareConfig, progress: &Progress) -> Result<PrepareSummary> {
-    let t0 = std::time::Instant::now();
     cfg.validate()?;
     let out = PathBuf::from(&cfg.out);
+    let existed = out.exists();
+    let had_state = out.join(STATE).exists();
+    let res = prepare_inner(cfg, progress, &out);
+    if res.is_err() && !had_state && !out.join(MANIFEST).exists() {
+        let any_shard = fs::read_dir(out.join(SHARD_DIR))
+            .map(|mut it| it.any(|e| e.map(|e| e.path().extension().is_some_and(|x| x == "json")).unwrap_or(false)))
+            .unwrap_or(false);
+        if !any_shard && matches!(res, Err(ref e) if !matches!(e, Error::Exists { .. })) {
+            if existed {
+                let _ = fs::remove_file(out.join(STATE));
+                let _ = fs::remove_dir_all(out.join(SHARD_DIR));
+                let _ = fs::remove_dir_all(out.join("tokenizer"));
+            } else {
+                let _ = fs::remove_dir_all(&out);
+            }
+        }
+    }
+    res
+}
+
+fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result<PrepareSummary> {
+    let t0 = std::time::Instant::now();
+    let out = out.to_path_buf();
     let tok_path = PathBuf::from(&cfg.tokenizer);
     let tok = Tokenizer::from_file(&tok_path, cfg.lowercase)?;
     let files = expand_inputs(&cfg.inputs)?;
@@ -505,6 +530,12 @@ pub fn prepare(cfg: &PrepareConfig, progress: &Progress) -> Result<PrepareSummar
         totals.tokens += s.tokens;
     }
     totals.skipped = reader.skipped();
+    if totals.documents == 0 {
+        let skipped: Vec<String> =
+            totals.skipped.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
+        let what = if skipped.is_empty() { String::new() } else { format!("; skipped: {}", skipped.join(", ")) };
+        return Err(Error::NoDocuments(format!("{} input file(s){what}", files.len())));
+    }
     if skipped_docs_after_tokenizing > 0 {
         *totals
             .skipped
