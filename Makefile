@@ -11,7 +11,7 @@ VPY := $(VENV)/bin/python
 DATA ?= data
 export BERTKIT_DATA := $(abspath $(DATA))
 
-.PHONY: venv build demo test test-rs test-py lint fetch-data bench clean
+.PHONY: venv build demo test test-rs test-py lint fetch-data bench bench-google-env clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,8 @@ bench: build $(DATA)/.full
 
 clean:
 	rm -rf target $(VENV) runs
+
+# Google's create_pretraining_data.py (PyPI bert-tensorflow 1.0.4) for benchmarks/prepare_bench.py.
+bench-google-env:
+	$(PYTHON) -m venv .venv-google
+	.venv-google/bin/pip install -q tensorflow-cpu bert-tensorflow==1.0.4
