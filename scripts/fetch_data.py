@@ -173,6 +173,18 @@ def fetch_package(pkg: Package, cache: Path, find_links: list[str], log: Callabl
 # Writing outputs atomically
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str | Path, target: Path, mode: int) -> None:
+    """Give a temp file/dir normal permissions (mkstemp/mkdtemp make them private), then rename."""
+    os.chmod(tmp, mode & ~_umask())
+    os.replace(tmp, target)
+
+
 class Outputs:
     """Writes files into the output directory through temp file + rename, and records them."""
 
@@ -197,7 +209,7 @@ class Outputs:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, target)
+            _publish(tmp, target, 0o666)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -227,10 +239,10 @@ class Outputs:
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=self.out))
                 os.replace(target, old / name)
-                os.replace(tmp, target)
+                _publish(tmp, target, 0o777)
                 shutil.rmtree(old)
             else:
-                os.replace(tmp, target)
+                _publish(tmp, target, 0o777)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -499,7 +511,7 @@ def write_sources(out: Path, outputs: Outputs, used: list[Package]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".SOURCES.json.", suffix=".tmp", dir=out)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-    os.replace(tmp, path)
+    _publish(tmp, path, 0o666)
 
 
 def run(targets: list[str], out: Path, cache: Path, find_links: list[str], log: Callable[[str], None]) -> Outputs:
