@@ -14,11 +14,37 @@
 //!   Skip (drop the line; counted). Empty/whitespace-only documents are dropped and counted.
 //!   Binary files (NUL-heavy) are an error naming the file.
 //! - `skipped()` returns counts by reason; `bytes_read()` returns input bytes consumed so far.
+//!
+//! Details:
+//! - `next_batch` returns `Ok(true)` when it appended at least one document and `Ok(false)` (with
+//!   `out` untouched) once the input is exhausted. It always appends at least one document when one
+//!   is left, so `max_bytes = 0` yields one document per call. The document sequence does not
+//!   depend on `max_bytes`.
+//! - Extensions (case-insensitive): `.gz` is gunzipped (multi-member streams work); after removing
+//!   `.gz`, `.jsonl`, `.ndjson` and `.json` are JSON Lines; everything else is plain text.
+//! - Line breaks are LF, CRLF or a lone CR. A UTF-8 BOM at the start of a file is dropped; byte
+//!   offsets in errors count from the start of the (decompressed) file, BOM included.
+//! - In `BlankLine`/`SentencesPerLine` mode a line that is empty or only (Unicode) whitespace ends
+//!   the document, and the text is the document's lines joined with '\n' (no trailing '\n').
+//!   `OneDocPerLine` makes each line a document (blank lines count as empty documents). In JSON
+//!   Lines files, blank lines are ignored and the doc mode does not apply.
+//! - `Skip` drops the line holding invalid UTF-8 (in JSON Lines, the whole record) and counts it.
+//! - Directories: regular files below them (symlinks to files are followed, symlinked directories
+//!   are not, to avoid cycles), names starting with '.' skipped, sorted by path. Duplicates across
+//!   specs (same canonical path) are removed, keeping the first occurrence.
+//! - After `next_batch` returns an error the reader should not be used further.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::error::Result;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::error::{Error, IoContext, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DocMode {
@@ -41,6 +67,16 @@ pub struct ReaderConfig {
     pub on_invalid_utf8: InvalidUtf8,
 }
 
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            doc_mode: DocMode::BlankLine,
+            text_field: "text".to_string(),
+            on_invalid_utf8: InvalidUtf8::Error,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
     /// Index of the input file in the expanded list.
@@ -48,23 +84,680 @@ pub struct Document {
     pub text: String,
 }
 
-pub fn expand_inputs(_specs: &[String]) -> Result<Vec<PathBuf>> {
-    unimplemented!("reader helper")
+/// Buffer size for reading files (and decompressed streams).
+const BUF_SIZE: usize = 1 << 20;
+/// How much of each (decompressed) file is sniffed for binary content.
+const SNIFF_SIZE: usize = 8 << 10;
+
+/// Keys of `DocumentReader::skipped()`.
+pub const SKIP_EMPTY_DOCUMENTS: &str = "empty_documents";
+pub const SKIP_EMPTY_FILES: &str = "empty_files";
+pub const SKIP_INVALID_UTF8_LINES: &str = "invalid_utf8_lines";
+
+// ---------------------------------------------------------------------------------------------
+// Input expansion
+
+fn is_glob(spec: &str) -> bool {
+    spec.contains(['*', '?', '['])
 }
 
-pub struct DocumentReader {}
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .map(|n| n.to_string_lossy().starts_with('.'))
+        .unwrap_or(false)
+}
+
+/// All regular files below `dir` (recursively), hidden entries skipped, unsorted.
+fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let path = entry.path();
+        if is_hidden(&path) {
+            continue;
+        }
+        let file_type = entry.file_type().at(&path)?;
+        if file_type.is_dir() {
+            walk_dir(&path, out)?;
+        } else if file_type.is_file() {
+            out.push(path);
+        } else if file_type.is_symlink() {
+            // Follow links to files; never descend into linked directories (cycles).
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if meta.is_file() {
+                    out.push(path);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn expand_dir(dir: &Path, spec: &str) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    walk_dir(dir, &mut files)?;
+    if files.is_empty() {
+        return Err(Error::config(format!(
+            "input directory {spec} contains no (non-hidden) files"
+        )));
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn expand_glob(spec: &str) -> Result<Vec<PathBuf>> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let paths = glob::glob_with(spec, options)
+        .map_err(|e| Error::config(format!("invalid glob pattern {spec:?}: {e}")))?;
+    let mut matched = Vec::new();
+    for entry in paths {
+        let path = entry.map_err(|e| {
+            let path = e.path().to_path_buf();
+            Error::io(path, e.into())
+        })?;
+        let meta = std::fs::metadata(&path).at(&path)?;
+        if meta.is_dir() {
+            let mut below = Vec::new();
+            walk_dir(&path, &mut below)?;
+            below.sort();
+            matched.extend(below);
+        } else {
+            matched.push(path);
+        }
+    }
+    if matched.is_empty() {
+        return Err(Error::config(format!("no input files match {spec:?}")));
+    }
+    matched.sort();
+    Ok(matched)
+}
+
+/// Expand input specs (files, directories, glob patterns) into the ordered list of files to read.
+pub fn expand_inputs(specs: &[String]) -> Result<Vec<PathBuf>> {
+    if specs.is_empty() {
+        return Err(Error::config("no input files given"));
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for spec in specs {
+        let path = Path::new(spec);
+        let files = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => expand_dir(path, spec)?,
+            Ok(_) => vec![path.to_path_buf()],
+            Err(e) if e.kind() == io::ErrorKind::NotFound && is_glob(spec) => expand_glob(spec)?,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        for file in files {
+            let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+            if seen.insert(key) {
+                out.push(file);
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening files
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    JsonLines,
+}
+
+fn classify(path: &Path) -> (bool, Kind) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let (gz, inner) = match name.strip_suffix(".gz") {
+        Some(inner) => (true, inner),
+        None => (false, name.as_str()),
+    };
+    let kind =
+        if inner.ends_with(".jsonl") || inner.ends_with(".ndjson") || inner.ends_with(".json") {
+            Kind::JsonLines
+        } else {
+            Kind::Plain
+        };
+    (gz, kind)
+}
+
+/// Counts the bytes read from disk into a shared counter (for `bytes_read`).
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Turn an error while reading a (possibly compressed) stream into a bertkit error.
+fn read_error(path: &Path, gz: bool, e: io::Error) -> Error {
+    let data_error = matches!(
+        e.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+    );
+    if gz && data_error {
+        Error::format(path, format!("corrupt or truncated gzip data: {e}"))
+    } else {
+        Error::io(path, e)
+    }
+}
+
+fn read_head(reader: &mut dyn Read, limit: usize) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(limit);
+    reader.take(limit as u64).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Reject content that is clearly not text; `None` if it looks like text.
+fn binary_reason(head: &[u8]) -> Option<String> {
+    const MAGICS: [(&[u8], &str); 5] = [
+        (&[0x1f, 0x8b], "gzip data (name the file *.gz)"),
+        (b"PK\x03\x04", "a zip archive"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz data"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd data"),
+        (b"%PDF-", "a PDF document"),
+    ];
+    for (magic, what) in MAGICS {
+        if head.starts_with(magic) {
+            return Some(format!("looks like {what}, not text"));
+        }
+    }
+    if head.len() >= 10
+        && head.starts_with(b"BZh")
+        && head[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]
+    {
+        return Some("looks like bzip2 data, not text".to_string());
+    }
+    if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+        return Some(
+            "looks like UTF-16 text (a UTF-16 byte-order mark); convert it to UTF-8".to_string(),
+        );
+    }
+    let nul = head.iter().filter(|&&b| b == 0).count();
+    // More than ~1 % NUL bytes (and more than one): binary, or UTF-16/32 without a BOM.
+    if nul > 1 && nul * 100 > head.len() {
+        return Some(format!(
+            "looks like a binary file ({nul} NUL bytes in the first {} bytes); bertkit reads UTF-8 text, JSON Lines and their .gz",
+            head.len()
+        ));
+    }
+    None
+}
+
+/// Splits a byte stream into lines at LF, CRLF or a lone CR, tracking byte offsets.
+struct LineSource {
+    inner: Box<dyn BufRead + Send>,
+    /// Offset (in the decompressed stream) of the next unread byte.
+    offset: u64,
+    /// Offset of the first byte of the line last returned.
+    line_start: u64,
+    /// 1-based number of the line last returned.
+    line_no: u64,
+}
+
+impl LineSource {
+    fn fill(&mut self) -> io::Result<&[u8]> {
+        loop {
+            match self.inner.fill_buf() {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.offset += n as u64;
+    }
+
+    /// Read the next line (without its terminator) into `buf`; false at end of input.
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.clear();
+        self.line_start = self.offset;
+        let mut any = false;
+        loop {
+            let avail = self.fill()?;
+            if avail.is_empty() {
+                if any {
+                    self.line_no += 1;
+                }
+                return Ok(any);
+            }
+            any = true;
+            match memchr::memchr2(b'\n', b'\r', avail) {
+                Some(i) => {
+                    let terminator = avail[i];
+                    buf.extend_from_slice(&avail[..i]);
+                    self.consume(i + 1);
+                    if terminator == b'\r' && self.fill()?.first() == Some(&b'\n') {
+                        self.consume(1);
+                    }
+                    self.line_no += 1;
+                    return Ok(true);
+                }
+                None => {
+                    let n = avail.len();
+                    buf.extend_from_slice(avail);
+                    self.consume(n);
+                }
+            }
+        }
+    }
+}
+
+struct OpenFile {
+    index: u32,
+    path: PathBuf,
+    gz: bool,
+    kind: Kind,
+    lines: LineSource,
+    documents: u64,
+}
+
+fn open_file(index: u32, path: &Path, count: &Arc<AtomicU64>) -> Result<OpenFile> {
+    let (gz, kind) = classify(path);
+    let file = File::open(path).at(path)?;
+    let counting = CountingReader {
+        inner: file,
+        count: Arc::clone(count),
+    };
+    let mut stream: Box<dyn Read + Send> = if gz {
+        Box::new(flate2::bufread::MultiGzDecoder::new(
+            BufReader::with_capacity(BUF_SIZE, counting),
+        ))
+    } else {
+        Box::new(counting)
+    };
+    let head = read_head(&mut stream, SNIFF_SIZE).map_err(|e| read_error(path, gz, e))?;
+    if let Some(reason) = binary_reason(&head) {
+        return Err(Error::format(path, reason));
+    }
+    let bom = if head.starts_with(&[0xef, 0xbb, 0xbf]) {
+        3
+    } else {
+        0
+    };
+    let mut cursor = Cursor::new(head);
+    cursor.set_position(bom);
+    let inner = BufReader::with_capacity(BUF_SIZE, cursor.chain(stream));
+    Ok(OpenFile {
+        index,
+        path: path.to_path_buf(),
+        gz,
+        kind,
+        lines: LineSource {
+            inner: Box::new(inner),
+            offset: bom,
+            line_start: bom,
+            line_no: 0,
+        },
+        documents: 0,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON Lines: extract one string field without building the whole object
+
+enum Record {
+    Text(String),
+    Missing,
+    NotString(&'static str),
+    NotObject(&'static str),
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+struct FieldSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = Record;
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Record, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed<'_> {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Record, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if found.is_none() && key == self.0 {
+                let value: serde_json::Value = map.next_value()?;
+                found = Some(match value {
+                    serde_json::Value::String(s) => Record::Text(s),
+                    other => Record::NotString(json_kind(&other)),
+                });
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found.unwrap_or(Record::Missing))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Record, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Record::NotObject("an array"))
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Record, E> {
+        Ok(Record::NotObject("a string"))
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Record, E> {
+        Ok(Record::NotObject("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Record, E> {
+        Ok(Record::NotObject("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Record, E> {
+        Ok(Record::NotObject("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Record, E> {
+        Ok(Record::NotObject("a number"))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Record, E> {
+        Ok(Record::NotObject("null"))
+    }
+}
+
+fn parse_record(line: &str, field: &str) -> std::result::Result<Record, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(line);
+    let record = FieldSeed(field).deserialize(&mut de)?;
+    de.end()?;
+    Ok(record)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reader
+
+/// Streams documents from a list of files, one file after another, with bounded memory.
+pub struct DocumentReader {
+    files: Vec<PathBuf>,
+    cfg: ReaderConfig,
+    next_file: usize,
+    current: Option<OpenFile>,
+    /// Bytes read from disk (all files so far).
+    bytes: Arc<AtomicU64>,
+    /// Raw bytes of the current line.
+    line: Vec<u8>,
+    /// Text of the document being assembled (blank-line modes).
+    pending: String,
+    documents: u64,
+    empty_documents: u64,
+    empty_files: u64,
+    invalid_utf8_lines: u64,
+}
 
 impl DocumentReader {
-    pub fn new(_files: Vec<PathBuf>, _cfg: ReaderConfig) -> Self {
-        unimplemented!()
+    pub fn new(files: Vec<PathBuf>, cfg: ReaderConfig) -> Self {
+        DocumentReader {
+            files,
+            cfg,
+            next_file: 0,
+            current: None,
+            bytes: Arc::new(AtomicU64::new(0)),
+            line: Vec::new(),
+            pending: String::new(),
+            documents: 0,
+            empty_documents: 0,
+            empty_files: 0,
+            invalid_utf8_lines: 0,
+        }
     }
-    pub fn next_batch(&mut self, _max_bytes: usize, _out: &mut Vec<Document>) -> Result<bool> {
-        unimplemented!()
+
+    /// Append whole documents to `out` until the text appended reaches `max_bytes` (at least one
+    /// document). Returns false, appending nothing, once the input is exhausted.
+    pub fn next_batch(&mut self, max_bytes: usize, out: &mut Vec<Document>) -> Result<bool> {
+        let mut appended = 0usize;
+        let mut any = false;
+        while !any || appended < max_bytes {
+            match self.next_document()? {
+                Some(doc) => {
+                    appended += doc.text.len();
+                    out.push(doc);
+                    any = true;
+                }
+                None => break,
+            }
+        }
+        Ok(any)
     }
+
+    /// Counts of what was dropped, by reason (all keys always present).
     pub fn skipped(&self) -> BTreeMap<String, u64> {
-        unimplemented!()
+        BTreeMap::from([
+            (SKIP_EMPTY_DOCUMENTS.to_string(), self.empty_documents),
+            (SKIP_EMPTY_FILES.to_string(), self.empty_files),
+            (SKIP_INVALID_UTF8_LINES.to_string(), self.invalid_utf8_lines),
+        ])
     }
+
+    /// Bytes consumed from the files on disk so far (compressed bytes for .gz), for progress.
     pub fn bytes_read(&self) -> u64 {
-        unimplemented!()
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Documents returned so far.
+    pub fn documents(&self) -> u64 {
+        self.documents
+    }
+
+    /// The files being read, in order (`Document::source` indexes this list).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Decode the current line under the UTF-8 policy; None when the line is to be skipped.
+    fn decode_line(&mut self) -> Result<Option<String>> {
+        let bytes = std::mem::take(&mut self.line);
+        match String::from_utf8(bytes) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                let file = self.current.as_ref().expect("a file is open");
+                match self.cfg.on_invalid_utf8 {
+                    InvalidUtf8::Error => Err(Error::InvalidUtf8 {
+                        path: file.path.clone(),
+                        offset: file.lines.line_start + e.utf8_error().valid_up_to() as u64,
+                    }),
+                    InvalidUtf8::Replace => {
+                        Ok(Some(String::from_utf8_lossy(e.as_bytes()).into_owned()))
+                    }
+                    InvalidUtf8::Skip => {
+                        self.line = e.into_bytes();
+                        self.invalid_utf8_lines += 1;
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, index: u32, text: String) -> Option<Document> {
+        if text.trim().is_empty() {
+            self.empty_documents += 1;
+            return None;
+        }
+        if let Some(file) = self.current.as_mut() {
+            file.documents += 1;
+        }
+        self.documents += 1;
+        Some(Document {
+            source: index,
+            text,
+        })
+    }
+
+    fn close_current(&mut self) {
+        if let Some(file) = self.current.take() {
+            if file.documents == 0 {
+                self.empty_files += 1;
+            }
+        }
+    }
+
+    /// Read one line of the current file into `self.line`; false at its end.
+    fn read_line(&mut self) -> Result<bool> {
+        let file = self.current.as_mut().expect("a file is open");
+        let mut line = std::mem::take(&mut self.line);
+        let result = file.lines.next_line(&mut line);
+        self.line = line;
+        result.map_err(|e| read_error(&file.path, file.gz, e))
+    }
+
+    fn next_document(&mut self) -> Result<Option<Document>> {
+        loop {
+            if self.current.is_none() {
+                if self.next_file >= self.files.len() {
+                    return Ok(None);
+                }
+                let index = u32::try_from(self.next_file)
+                    .map_err(|_| Error::config("too many input files (more than 2^32)"))?;
+                let path = self.files[self.next_file].clone();
+                self.next_file += 1;
+                self.current = Some(open_file(index, &path, &self.bytes)?);
+            }
+            let file = self.current.as_ref().expect("a file is open");
+            let (index, kind) = (file.index, file.kind);
+            let doc = match (kind, self.cfg.doc_mode) {
+                (Kind::JsonLines, _) => self.next_json_document(index)?,
+                (Kind::Plain, DocMode::OneDocPerLine) => self.next_line_document(index)?,
+                (Kind::Plain, DocMode::BlankLine | DocMode::SentencesPerLine) => {
+                    self.next_paragraph_document(index)?
+                }
+            };
+            match doc {
+                Step::Doc(doc) => return Ok(Some(doc)),
+                Step::Skipped => continue,
+                Step::EndOfFile(doc) => {
+                    self.close_current();
+                    if let Some(doc) = doc {
+                        return Ok(Some(doc));
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_json_document(&mut self, index: u32) -> Result<Step> {
+        if !self.read_line()? {
+            return Ok(Step::EndOfFile(None));
+        }
+        if self.line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Step::Skipped);
+        }
+        let Some(line) = self.decode_line()? else {
+            return Ok(Step::Skipped);
+        };
+        let file = self.current.as_ref().expect("a file is open");
+        let field = &self.cfg.text_field;
+        let text = match parse_record(&line, field) {
+            Ok(Record::Text(text)) => text,
+            Ok(Record::Missing) => {
+                return Err(Error::input(
+                    &file.path,
+                    file.lines.line_no,
+                    format!("no field {field:?} in the JSON object"),
+                ));
+            }
+            Ok(Record::NotString(kind)) => {
+                return Err(Error::input(
+                    &file.path,
+                    file.lines.line_no,
+                    format!("field {field:?} is {kind}, expected a string"),
+                ));
+            }
+            Ok(Record::NotObject(kind)) => {
+                return Err(Error::input(
+                    &file.path,
+                    file.lines.line_no,
+                    format!("expected a JSON object with a {field:?} field, found {kind}"),
+                ));
+            }
+            Err(e) => {
+                return Err(Error::input(
+                    &file.path,
+                    file.lines.line_no,
+                    format!("invalid JSON (expected one object per line): {e}"),
+                ));
+            }
+        };
+        Ok(self.emit(index, text).map_or(Step::Skipped, Step::Doc))
+    }
+
+    fn next_line_document(&mut self, index: u32) -> Result<Step> {
+        if !self.read_line()? {
+            return Ok(Step::EndOfFile(None));
+        }
+        let Some(line) = self.decode_line()? else {
+            return Ok(Step::Skipped);
+        };
+        Ok(self.emit(index, line).map_or(Step::Skipped, Step::Doc))
+    }
+
+    fn next_paragraph_document(&mut self, index: u32) -> Result<Step> {
+        loop {
+            if !self.read_line()? {
+                let text = std::mem::take(&mut self.pending);
+                let doc = if text.is_empty() {
+                    None
+                } else {
+                    self.emit(index, text)
+                };
+                return Ok(Step::EndOfFile(doc));
+            }
+            let Some(line) = self.decode_line()? else {
+                continue;
+            };
+            if line.trim().is_empty() {
+                if self.pending.is_empty() {
+                    continue;
+                }
+                let text = std::mem::take(&mut self.pending);
+                return Ok(self.emit(index, text).map_or(Step::Skipped, Step::Doc));
+            }
+            if self.pending.is_empty() {
+                self.pending = line;
+            } else {
+                self.pending.push('\n');
+                self.pending.push_str(&line);
+            }
+        }
     }
 }
+
+enum Step {
+    Doc(Document),
+    Skipped,
+    /// The current file ended; possibly with its last document.
+    EndOfFile(Option<Document>),
+}
+
+#[cfg(test)]
+mod tests;
