@@ -232,31 +232,25 @@ impl CorpusView for MmapCorpus {
             let i = self.shards.partition_point(|x| x.first_token <= pos) - 1;
             let sh = &self.shards[i];
             let local = (pos - sh.first_token) as usize;
-            let (avail, push): (usize, Box<dyn Fn(usize, usize, &mut Vec<u32>)>) = match &sh.tokens
-            {
+            let want = (r.end - pos) as usize;
+            let taken = match &sh.tokens {
                 TokenArray::U16(a) => {
                     let t = a.as_u16().unwrap();
-                    (
-                        t.len(),
-                        Box::new(move |s, e, out: &mut Vec<u32>| {
-                            out.extend(t[s..e].iter().map(|&x| x as u32))
-                        }),
-                    )
+                    let end = (local + want).min(t.len());
+                    out.extend(t[local..end].iter().map(|&x| x as u32));
+                    end - local
                 }
                 TokenArray::U32(a) => {
                     let t = a.as_u32().unwrap();
-                    (
-                        t.len(),
-                        Box::new(move |s, e, out: &mut Vec<u32>| out.extend_from_slice(&t[s..e])),
-                    )
+                    let end = (local + want).min(t.len());
+                    out.extend_from_slice(&t[local..end]);
+                    end - local
                 }
             };
-            let end = (local + (r.end - pos) as usize).min(avail);
-            push(local, end, out);
-            pos += (end - local) as u64;
-            if end == local {
+            if taken == 0 {
                 break;
             }
+            pos += taken as u64;
         }
     }
     fn doc_source(&self, d: usize) -> u32 {

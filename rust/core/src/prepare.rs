@@ -107,9 +107,11 @@ impl PrepareConfig {
             "blank-line" => DocMode::BlankLine,
             "one-doc-per-line" => DocMode::OneDocPerLine,
             "sentences-per-line" => DocMode::SentencesPerLine,
-            o => return Err(Error::config(format!(
+            o => {
+                return Err(Error::config(format!(
                 "unknown document mode {o:?} (blank-line, one-doc-per-line, sentences-per-line)"
-            ))),
+            )))
+            }
         })
     }
     fn invalid_utf8(&self) -> Result<InvalidUtf8> {
@@ -405,7 +407,12 @@ pub fn prepare(cfg: &PrepareConfig, progress: &Progress) -> Result<PrepareSummar
     let res = prepare_inner(cfg, progress, &out);
     if res.is_err() && !had_state && !out.join(MANIFEST).exists() {
         let any_shard = fs::read_dir(out.join(SHARD_DIR))
-            .map(|mut it| it.any(|e| e.map(|e| e.path().extension().is_some_and(|x| x == "json")).unwrap_or(false)))
+            .map(|mut it| {
+                it.any(|e| {
+                    e.map(|e| e.path().extension().is_some_and(|x| x == "json"))
+                        .unwrap_or(false)
+                })
+            })
             .unwrap_or(false);
         if !any_shard && matches!(res, Err(ref e) if !matches!(e, Error::Exists { .. })) {
             if existed {
@@ -531,10 +538,21 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
     }
     totals.skipped = reader.skipped();
     if totals.documents == 0 {
-        let skipped: Vec<String> =
-            totals.skipped.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {}", k.replace('_', " "))).collect();
-        let what = if skipped.is_empty() { String::new() } else { format!("; skipped: {}", skipped.join(", ")) };
-        return Err(Error::NoDocuments(format!("{} input file(s){what}", files.len())));
+        let skipped: Vec<String> = totals
+            .skipped
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+            .collect();
+        let what = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; skipped: {}", skipped.join(", "))
+        };
+        return Err(Error::NoDocuments(format!(
+            "{} input file(s){what}",
+            files.len()
+        )));
     }
     if skipped_docs_after_tokenizing > 0 {
         *totals

@@ -28,7 +28,9 @@ pub fn to_pyerr(e: Error) -> PyErr {
         },
         _ => Python::attach(|py| {
             let class = match &e {
-                Error::InvalidUtf8 { .. } | Error::Input { .. } | Error::NoDocuments(_) => "InputError",
+                Error::InvalidUtf8 { .. } | Error::Input { .. } | Error::NoDocuments(_) => {
+                    "InputError"
+                }
                 Error::Format { .. } => "FormatError",
                 Error::Checksum { .. } => "ChecksumError",
                 Error::Config(_) => "ConfigError",
