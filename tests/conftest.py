@@ -80,6 +80,7 @@ def write_fixture_dataset(
     chunks: list[list[list[int]]] | None = None,
     sources: list[int] | None = None,
     inputs: list[str] | None = None,
+    prefix: str = "##",
     manifest: bool = True,
 ) -> Path:
     """Write a dataset: `docs` is a list of documents, each a list of sentences (lists of ids).
@@ -135,7 +136,7 @@ def write_fixture_dataset(
             }
             n_tok = sum(len(c) for c in flat)
             shards.append(_shard(root, "chunks", k, arrays, rows=len(part), chunks=len(flat), tokens=n_tok))
-    tok = tokenizer_info(vocab or TINY_VOCAB)
+    tok = tokenizer_info(vocab or TINY_VOCAB, prefix)
     if vocab is not None:
         (root / "tokenizer").mkdir(exist_ok=True)
         (root / "tokenizer" / "vocab.txt").write_text("\n".join(vocab) + "\n")

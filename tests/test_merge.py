@@ -117,3 +117,17 @@ def test_incomplete_or_damaged_inputs_are_refused(tmp_path, two):
     with pytest.raises(FileNotFoundError, match="corpus-00001.sentence_offsets.npy"):
         merge_datasets([a], tmp_path / "m")
     assert not (tmp_path / "m" / "manifest.json").exists()
+
+
+def test_empty_dataset_between_others(tmp_path, two):
+    a, b, da, db = two
+    empty = write_fixture_dataset(tmp_path / "empty", [], inputs=["e.txt"])
+    merge_datasets([a, empty, b], tmp_path / "m")
+    ds = open_dataset(tmp_path / "m")
+    assert [s.rows for s in ds.manifest.shards_of("corpus")] == [2, 2, 1, 0, 3, 1]
+    flat = [t for d in da + db for s in d for t in s]
+    assert len(ds.documents) == 9 and len(ds.tokens) == len(flat)
+    assert [d.tokens.tolist() for d in ds.documents] == [[t for s in d for t in s] for d in da + db]
+    n_a = sum(len(s) for d in da for s in d)
+    assert ds.token_slice(n_a - 2, n_a + 2).tolist() == flat[n_a - 2 : n_a + 2]
+    assert ds.documents[5].source == "b1.txt"

@@ -8,8 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import write_fixture_dataset
 from tokenizers import Tokenizer
 
+from bertkit.data import open_dataset
 from bertkit.exceptions import ConfigError, InputError
 from bertkit.tokenizers import train_tokenizer
 
@@ -83,6 +85,22 @@ def test_elc_style(tmp_path):
     assert "ĠThe" in enc.tokens  # byte-level space marker, cased
     assert tok.decode(enc.ids).strip() == "The market 2024"
     assert s["min_frequency"] == 2
+
+
+def test_datasets_decode_with_a_trained_tokenizer(tmp_path):
+    """A dataset holding tokenizer/vocab.txt (+ tokenizer.json for byte-level vocabularies) decodes its ids."""
+    corpus = write_corpus(tmp_path / "c.txt")
+    text = "The lazy minister reported 1999 markets."
+    for style, prefix, want in [("bert", "##", text.lower()[:-1] + " ."), ("elc", "", " " + text)]:
+        train_tokenizer([corpus], tmp_path / style, vocab_size=300, style=style, min_frequency=1)
+        vocab = read_vocab(tmp_path / style)
+        tok = Tokenizer.from_file(str(tmp_path / style / "tokenizer.json"))
+        ids = tok.encode(text, add_special_tokens=False).ids
+        d = write_fixture_dataset(tmp_path / f"ds-{style}", [[ids]], vocab=vocab, prefix=prefix)
+        if style == "elc":
+            (d / "tokenizer" / "tokenizer.json").write_bytes((tmp_path / style / "tokenizer.json").read_bytes())
+        ds = open_dataset(d)
+        assert ds.decode(ds.documents[0].tokens) == want
 
 
 def test_elc_default_min_frequency_is_10(tmp_path):

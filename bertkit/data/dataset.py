@@ -169,10 +169,10 @@ class Documents(_View):
         k, d = _locate(ds._doc_starts, i)
         sh = ds._corpus[k]
         s0, s1 = int(sh.document_offsets[d]), int(sh.document_offsets[d + 1])
-        offs = sh.sentence_offsets[s0 : s1 + 1].astype(np.int64)
-        t0, t1 = int(offs[0]), int(offs[-1])
-        tokens = sh.tokens[t0:t1]
-        sentences = np.split(tokens, offs[1:-1] - t0) if s1 > s0 else []
+        offs = sh.sentence_offsets[s0 : s1 + 1].tolist()
+        t0 = offs[0]
+        tokens = sh.tokens[t0 : offs[-1]]
+        sentences = [tokens[a - t0 : b - t0] for a, b in zip(offs[:-1], offs[1:], strict=True)]
         return Document(index=i, sentences=sentences, tokens=tokens, source=ds._source(sh, d))
 
 
@@ -332,10 +332,9 @@ class ChunkInstances(_View):
         k, d = _locate(self._starts, i)
         a = self._shards[k]
         c0, c1 = int(a["document_offsets"][d]), int(a["document_offsets"][d + 1])
-        offs = a["offsets"][c0 : c1 + 1].astype(np.int64)
-        if c1 == c0:
-            return []
-        return np.split(a["input_ids"][int(offs[0]) : int(offs[-1])], offs[1:-1] - offs[0])
+        offs = a["offsets"][c0 : c1 + 1].tolist()
+        ids = a["input_ids"]
+        return [ids[x:y] for x, y in zip(offs[:-1], offs[1:], strict=True)]
 
     def chunk(self, j: int) -> np.ndarray:
         """Chunk j of the whole dataset (global chunk index)."""
