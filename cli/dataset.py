@@ -117,7 +117,14 @@ def inspect(
     for kind, e in s["shards"]["by_kind"].items():
         shards.add_row(kind, f"{e['shards']:,}", f"{e['rows']:,}", f"{e['tokens']:,}", _human_bytes(e["bytes"]))
     out.print(shards)
-    out.print(_kv_table("Config", s["config"]))
+    config = dict(s["config"])
+    if isinstance(config.get("merged_from"), list):  # whole source manifests: show one line per source
+        config["merged_from"] = "\n".join(
+            f"{x.get('path')}: {x.get('totals', {}).get('documents', '?'):,} documents, "
+            f"{x.get('totals', {}).get('tokens', '?'):,} tokens, {x.get('shards', '?')} shards"
+            for x in config["merged_from"]
+        )
+    out.print(_kv_table("Config", config))
     for d in samples["documents"]:
         out.print(
             f"[bold]document {d['index']}[/] ({escape(d['source'])}, {d['sentences']} sentences, {d['tokens']} tokens)"

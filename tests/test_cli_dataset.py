@@ -81,6 +81,9 @@ def test_merge(tmp_path, runner):
     assert r.exit_code == 0, r.output
     assert "7 documents" in r.output
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    r = runner.invoke(app, ["inspect", str(out), "--sample", "0"])
+    assert r.exit_code == 0, r.output
+    assert "../a: 3 documents" in r.output and "../b: 4 documents" in r.output and "merged dataset" in r.output
     r = runner.invoke(app, ["merge", str(a), str(b), "--out", str(out)])
     assert r.exit_code == 1 and "already holds a dataset" in r.output and str(out) in r.output
     r = runner.invoke(app, ["merge", str(a), "--out", str(out), "--overwrite"])

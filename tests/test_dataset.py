@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -284,6 +285,15 @@ def test_summary(tmp_path):
     assert s["bytes"] == sum(p.stat().st_size for p in (ds.path / "shards").glob("*.npy"))
     assert s["instance_kinds"] == ["nsp"]
     json.dumps(s)
+
+
+def test_pickles_by_path(tmp_path):
+    ds = open_dataset(write_fixture_dataset(tmp_path / "d", random_docs(40, seed=4), nsp=NSP))
+    blob = pickle.dumps(ds)
+    assert len(blob) < 200  # the path, not the arrays
+    back = pickle.loads(blob)
+    assert back.path == ds.path and back.documents[39].tokens.tolist() == ds.documents[39].tokens.tolist()
+    assert back.instances("nsp")[2]["input_ids"].tolist() == ds.instances("nsp")[2]["input_ids"].tolist()
 
 
 def test_library_imports_no_cli_or_torch():

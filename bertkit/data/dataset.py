@@ -425,6 +425,10 @@ class Dataset:
         self.tokens = Tokens(self)
         self._vocab: Vocab | None = None
 
+    def __reduce__(self):
+        # Pickle by path (e.g. for DataLoader workers started with spawn): the maps are reopened, never copied.
+        return (open_dataset, (str(self.path),))
+
     def __repr__(self) -> str:
         t = self.totals
         return f"<Dataset {self.path}: {t.documents} documents, {t.tokens} tokens, {len(self.manifest.shards)} shards>"
