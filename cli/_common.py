@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -30,10 +31,10 @@ def user_errors() -> Iterator[None]:
         console.print("[yellow]interrupted[/]: nothing incomplete was published")
         raise typer.Exit(130) from None
     except (BertkitError, OSError) as e:
-        console.print(f"[red]error[/]: {e}", highlight=False)
+        console.print(f"[red]error[/]: {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error[/]: {message}", highlight=False)
+    console.print(f"[red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(1)

@@ -115,6 +115,7 @@ struct ShardView {
     first_doc: usize,
     first_sentence: usize,
     first_token: u64,
+    input_offset: u32,
 }
 
 /// The corpus shards of a dataset on disk, concatenated in manifest order.
@@ -158,6 +159,7 @@ impl MmapCorpus {
                 first_doc: nd,
                 first_sentence: ns,
                 first_token: nt,
+                input_offset: s.input_offset as u32,
             };
             // Validate the structure once so that accessors can index without checks.
             let so = sv.sentence_offsets.as_u64()?;
@@ -255,7 +257,7 @@ impl CorpusView for MmapCorpus {
     }
     fn doc_source(&self, d: usize) -> u32 {
         let sh = self.shard_of_doc(d);
-        sh.document_sources.as_u32().unwrap()[d - sh.first_doc]
+        sh.input_offset + sh.document_sources.as_u32().unwrap()[d - sh.first_doc]
     }
 }
 

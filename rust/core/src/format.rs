@@ -111,7 +111,14 @@ pub struct Shard {
     /// Chunks (chunk shards; 0 otherwise).
     #[serde(default)]
     pub chunks: u64,
+    /// After `merge`: added to `document_sources` to index the merged manifest's `inputs`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_offset: u64,
     pub arrays: BTreeMap<String, ArrayFile>,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -710,6 +710,7 @@ fn write_corpus_shard(
         sentences: (sentence_offsets.len() - 1) as u64,
         tokens: tokens.len() as u64,
         chunks: 0,
+        input_offset: 0,
         arrays,
     })
 }
@@ -813,6 +814,7 @@ fn build_nsp(
                 sentences: 0,
                 tokens: all.input_ids.len() as u64,
                 chunks: 0,
+                input_offset: 0,
                 arrays,
             };
             publish_shard(out, &shard)?;
@@ -956,6 +958,7 @@ fn build_chunks(
             sentences: 0,
             tokens: c.input_ids.len() as u64,
             chunks: n_chunks,
+            input_offset: 0,
             arrays,
         };
         publish_shard(out, &shard)?;
