@@ -46,12 +46,7 @@ pub struct MemCorpus {
 
 impl MemCorpus {
     pub fn new() -> Self {
-        MemCorpus {
-            tokens: vec![],
-            sentence_offsets: vec![0],
-            document_offsets: vec![0],
-            document_sources: vec![],
-        }
+        MemCorpus { tokens: vec![], sentence_offsets: vec![0], document_offsets: vec![0], document_sources: vec![] }
     }
 
     /// Build from documents given as lists of sentences of token ids (tests).
@@ -63,17 +58,12 @@ impl MemCorpus {
         c
     }
 
-    pub fn push_document<'a>(
-        &mut self,
-        sentences: impl IntoIterator<Item = &'a [u32]>,
-        source: u32,
-    ) {
+    pub fn push_document<'a>(&mut self, sentences: impl IntoIterator<Item = &'a [u32]>, source: u32) {
         for s in sentences {
             self.tokens.extend_from_slice(s);
             self.sentence_offsets.push(self.tokens.len() as u64);
         }
-        self.document_offsets
-            .push((self.sentence_offsets.len() - 1) as u64);
+        self.document_offsets.push((self.sentence_offsets.len() - 1) as u64);
         self.document_sources.push(source);
     }
 }
@@ -138,10 +128,7 @@ impl MmapCorpus {
         for s in m.shards_of("corpus") {
             let get = |name: &str| -> Result<NpyMap> {
                 let a = s.arrays.get(name).ok_or_else(|| {
-                    Error::format(
-                        dir.join("manifest.json"),
-                        format!("shard {} lacks {name}", s.name),
-                    )
+                    Error::format(dir.join("manifest.json"), format!("shard {} lacks {name}", s.name))
                 })?;
                 NpyMap::open(&dir.join(&a.path))
             };
@@ -172,28 +159,17 @@ impl MmapCorpus {
                 || *so.last().unwrap() != n_tok
                 || *dofs.last().unwrap() as usize != so.len() - 1
             {
-                return Err(Error::format(
-                    &sv.sentence_offsets.path,
-                    "offsets do not match the token array",
-                ));
+                return Err(Error::format(&sv.sentence_offsets.path, "offsets do not match the token array"));
             }
             if sv.document_sources.as_u32()?.len() != dofs.len() - 1 {
-                return Err(Error::format(
-                    &sv.document_sources.path,
-                    "document_sources length mismatch",
-                ));
+                return Err(Error::format(&sv.document_sources.path, "document_sources length mismatch"));
             }
             nd += dofs.len() - 1;
             ns += so.len() - 1;
             nt += n_tok;
             shards.push(sv);
         }
-        Ok(MmapCorpus {
-            shards,
-            n_docs: nd,
-            n_sents: ns,
-            n_tokens: nt,
-        })
+        Ok(MmapCorpus { shards, n_docs: nd, n_sents: ns, n_tokens: nt })
     }
 
     fn shard_of_doc(&self, d: usize) -> &ShardView {

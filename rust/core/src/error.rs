@@ -19,23 +19,13 @@ pub enum Error {
     InvalidUtf8 { path: PathBuf, offset: u64 },
     /// A malformed input record (e.g. a JSONL line that is not an object with the text field).
     #[error("{path}:{line}: {message}")]
-    Input {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
+    Input { path: PathBuf, line: u64, message: String },
     /// A file whose content is not what it should be (vocab without [CLS], corrupt shard, ...).
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
     /// A checksum mismatch found by `verify`.
-    #[error(
-        "{path}: checksum mismatch (expected xxh3 {expected}, found {found}); the shard is corrupt"
-    )]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        found: String,
-    },
+    #[error("{path}: checksum mismatch (expected xxh3 {expected}, found {found}); the shard is corrupt")]
+    Checksum { path: PathBuf, expected: String, found: String },
     /// The inputs hold no document at all.
     #[error("no documents found in the inputs ({0})")]
     NoDocuments(String),
@@ -52,23 +42,13 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
     pub fn format(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::Format {
-            path: path.as_ref().to_path_buf(),
-            message: message.into(),
-        }
+        Error::Format { path: path.as_ref().to_path_buf(), message: message.into() }
     }
     pub fn input(path: impl AsRef<Path>, line: u64, message: impl Into<String>) -> Self {
-        Error::Input {
-            path: path.as_ref().to_path_buf(),
-            line,
-            message: message.into(),
-        }
+        Error::Input { path: path.as_ref().to_path_buf(), line, message: message.into() }
     }
     pub fn config(message: impl Into<String>) -> Self {
         Error::Config(message.into())

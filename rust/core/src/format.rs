@@ -173,21 +173,15 @@ impl Manifest {
             return Err(Error::format(dir, "no such dataset directory"));
         }
         let text = fs::read_to_string(&path).at(&path)?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&path, format!("invalid manifest: {e}")))?;
+        let m: Manifest =
+            serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("invalid manifest: {e}")))?;
         if m.format != FORMAT_NAME {
-            return Err(Error::format(
-                &path,
-                format!("unknown format {:?} (expected {FORMAT_NAME:?})", m.format),
-            ));
+            return Err(Error::format(&path, format!("unknown format {:?} (expected {FORMAT_NAME:?})", m.format)));
         }
         if m.version > FORMAT_VERSION {
             return Err(Error::format(
                 &path,
-                format!(
-                    "format version {} is newer than this bertkit understands ({FORMAT_VERSION})",
-                    m.version
-                ),
+                format!("format version {} is newer than this bertkit understands ({FORMAT_VERSION})", m.version),
             ));
         }
         Ok(m)
@@ -222,10 +216,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -258,20 +249,9 @@ npy_int!(u64, DType::U64);
 pub fn npy_header(dtype: DType, shape: &[u64]) -> Vec<u8> {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let dict = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-        dtype.descr(),
-        shape_s
-    );
+    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dtype.descr(), shape_s);
     let unpadded = 10 + dict.len() + 1;
     let total = unpadded.div_ceil(64) * 64;
     let mut h = Vec::with_capacity(total);
@@ -285,13 +265,7 @@ pub fn npy_header(dtype: DType, shape: &[u64]) -> Vec<u8> {
 
 /// Write a `.npy` file atomically (temp name, then rename) and return its manifest record.
 /// `rel` is the path recorded in the manifest, relative to `root`.
-pub fn write_npy_bytes(
-    root: &Path,
-    rel: &str,
-    dtype: DType,
-    shape: &[u64],
-    data: &[u8],
-) -> Result<ArrayFile> {
+pub fn write_npy_bytes(root: &Path, rel: &str, dtype: DType, shape: &[u64], data: &[u8]) -> Result<ArrayFile> {
     let path = root.join(rel);
     let header = npy_header(dtype, shape);
     let tmp = tmp_path(&path);
@@ -320,12 +294,7 @@ pub fn write_npy_bytes(
     })
 }
 
-pub fn write_npy<T: NpyElement>(
-    root: &Path,
-    rel: &str,
-    shape: &[u64],
-    data: &[T],
-) -> Result<ArrayFile> {
+pub fn write_npy<T: NpyElement>(root: &Path, rel: &str, shape: &[u64], data: &[T]) -> Result<ArrayFile> {
     debug_assert_eq!(shape.iter().product::<u64>(), data.len() as u64);
     let mut bytes = Vec::new();
     T::write_le(data, &mut bytes);
@@ -333,22 +302,14 @@ pub fn write_npy<T: NpyElement>(
 }
 
 /// Write token ids in the dataset's token dtype.
-pub fn write_tokens(
-    root: &Path,
-    rel: &str,
-    dtype: DType,
-    shape: &[u64],
-    ids: &[u32],
-) -> Result<ArrayFile> {
+pub fn write_tokens(root: &Path, rel: &str, dtype: DType, shape: &[u64], ids: &[u32]) -> Result<ArrayFile> {
     match dtype {
         DType::U16 => {
             let v: Vec<u16> = ids.iter().map(|&x| x as u16).collect();
             write_npy(root, rel, shape, &v)
         }
         DType::U32 => write_npy(root, rel, shape, ids),
-        other => Err(Error::config(format!(
-            "token dtype {other:?} is not supported"
-        ))),
+        other => Err(Error::config(format!("token dtype {other:?} is not supported"))),
     }
 }
 
@@ -365,8 +326,7 @@ impl NpyMap {
     pub fn open(path: &Path) -> Result<NpyMap> {
         let mut f = File::open(path).at(path)?;
         let mut pre = [0u8; 10];
-        f.read_exact(&mut pre)
-            .map_err(|_| Error::format(path, "truncated .npy file"))?;
+        f.read_exact(&mut pre).map_err(|_| Error::format(path, "truncated .npy file"))?;
         if &pre[..6] != b"\x93NUMPY" {
             return Err(Error::format(path, "not a .npy file (bad magic)"));
         }
@@ -374,30 +334,21 @@ impl NpyMap {
             1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10),
             2 | 3 => {
                 let mut b = [0u8; 2];
-                f.read_exact(&mut b)
-                    .map_err(|_| Error::format(path, "truncated .npy header"))?;
-                (
-                    u32::from_le_bytes([pre[8], pre[9], b[0], b[1]]) as usize,
-                    12,
-                )
+                f.read_exact(&mut b).map_err(|_| Error::format(path, "truncated .npy header"))?;
+                (u32::from_le_bytes([pre[8], pre[9], b[0], b[1]]) as usize, 12)
             }
             v => return Err(Error::format(path, format!("unsupported .npy version {v}"))),
         };
         let mut header = vec![0u8; hlen];
-        f.read_exact(&mut header)
-            .map_err(|_| Error::format(path, "truncated .npy header"))?;
+        f.read_exact(&mut header).map_err(|_| Error::format(path, "truncated .npy header"))?;
         let header = String::from_utf8_lossy(&header).to_string();
         let descr = extract_between(&header, "'descr':", ",")
             .map(|s| s.trim().trim_matches('\'').to_string())
             .ok_or_else(|| Error::format(path, "npy header without descr"))?;
-        let dtype = DType::from_descr(&descr).ok_or_else(|| {
-            Error::format(path, format!("unsupported dtype {descr} in .npy header"))
-        })?;
+        let dtype = DType::from_descr(&descr)
+            .ok_or_else(|| Error::format(path, format!("unsupported dtype {descr} in .npy header")))?;
         if header.contains("'fortran_order': True") {
-            return Err(Error::format(
-                path,
-                "fortran-ordered arrays are not supported",
-            ));
+            return Err(Error::format(path, "fortran-ordered arrays are not supported"));
         }
         let shape_s = extract_between(&header, "'shape': (", ")")
             .ok_or_else(|| Error::format(path, "npy header without shape"))?;
@@ -405,20 +356,14 @@ impl NpyMap {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<u64>()
-                    .map_err(|_| Error::format(path, "bad shape in .npy header"))
-            })
+            .map(|s| s.parse::<u64>().map_err(|_| Error::format(path, "bad shape in .npy header")))
             .collect::<Result<_>>()?;
         let offset = hstart + hlen;
         let n: u64 = shape.iter().product();
         let need = offset as u64 + n * dtype.size() as u64;
         let len = f.metadata().at(path)?.len();
         if len < need {
-            return Err(Error::format(
-                path,
-                format!("truncated array: {len} bytes, header says {need}"),
-            ));
+            return Err(Error::format(path, format!("truncated array: {len} bytes, header says {need}")));
         }
         let map = if n == 0 {
             None
@@ -426,13 +371,7 @@ impl NpyMap {
             // SAFETY: the file is opened read-only; bertkit never writes a published shard in place.
             Some(unsafe { memmap2::Mmap::map(&f) }.at(path)?)
         };
-        Ok(NpyMap {
-            path: path.to_path_buf(),
-            dtype,
-            shape,
-            map,
-            offset,
-        })
+        Ok(NpyMap { path: path.to_path_buf(), dtype, shape, map, offset })
     }
 
     pub fn len(&self) -> usize {
@@ -452,10 +391,7 @@ impl NpyMap {
 
     fn typed<T>(&self, want: DType) -> Result<&[T]> {
         if self.dtype != want {
-            return Err(Error::format(
-                &self.path,
-                format!("expected {}, found {}", want.name(), self.dtype.name()),
-            ));
+            return Err(Error::format(&self.path, format!("expected {}, found {}", want.name(), self.dtype.name())));
         }
         let b = self.bytes();
         if b.is_empty() {
@@ -510,11 +446,8 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 /// Re-hash every array file of a dataset. Returns the problems found (empty when intact).
 pub fn verify(dir: &Path) -> Result<Vec<String>> {
     let m = Manifest::read(dir)?;
-    let files: Vec<(&Shard, &ArrayFile)> = m
-        .shards
-        .iter()
-        .flat_map(|s| s.arrays.values().map(move |a| (s, a)))
-        .collect();
+    let files: Vec<(&Shard, &ArrayFile)> =
+        m.shards.iter().flat_map(|s| s.arrays.values().map(move |a| (s, a))).collect();
     use rayon::prelude::*;
     let problems: Vec<String> = files
         .par_iter()
@@ -522,9 +455,12 @@ pub fn verify(dir: &Path) -> Result<Vec<String>> {
             let path = dir.join(&a.path);
             match hash_file(&path) {
                 Err(e) => Some(format!("shard {}: {e}", shard.name)),
-                Ok((size, _)) if size != a.size => {
-                    Some(format!("shard {}: {}: size {size} bytes, manifest says {}", shard.name, path.display(), a.size))
-                }
+                Ok((size, _)) if size != a.size => Some(format!(
+                    "shard {}: {}: size {size} bytes, manifest says {}",
+                    shard.name,
+                    path.display(),
+                    a.size
+                )),
                 Ok((_, h)) if h != a.xxh3 => Some(format!(
                     "shard {}: {}: checksum mismatch (expected xxh3 {}, found {h}); the shard is corrupt",
                     shard.name,
@@ -559,11 +495,7 @@ mod tests {
         assert_eq!(m.as_u32().unwrap(), &two[..]);
         let empty: Vec<u64> = vec![];
         write_npy(dir.path(), "z.npy", &[0], &empty).unwrap();
-        assert!(NpyMap::open(&dir.path().join("z.npy"))
-            .unwrap()
-            .as_u64()
-            .unwrap()
-            .is_empty());
+        assert!(NpyMap::open(&dir.path().join("z.npy")).unwrap().as_u64().unwrap().is_empty());
     }
 
     #[test]

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::corpus::{CorpusView, MmapCorpus};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, hash_file, write_atomic, write_npy, write_tokens, DType, InputFile, Manifest, Shard,
-    Totals, FORMAT_NAME, FORMAT_VERSION, MANIFEST, SHARD_DIR,
+    self, hash_file, write_atomic, write_npy, write_tokens, DType, InputFile, Manifest, Shard, Totals, FORMAT_NAME,
+    FORMAT_VERSION, MANIFEST, SHARD_DIR,
 };
 use crate::instances::{self, MaskVocab, NspConfig};
 use crate::progress::Progress;
@@ -109,8 +109,8 @@ impl PrepareConfig {
             "sentences-per-line" => DocMode::SentencesPerLine,
             o => {
                 return Err(Error::config(format!(
-                "unknown document mode {o:?} (blank-line, one-doc-per-line, sentences-per-line)"
-            )))
+                    "unknown document mode {o:?} (blank-line, one-doc-per-line, sentences-per-line)"
+                )))
             }
         })
     }
@@ -119,23 +119,15 @@ impl PrepareConfig {
             "error" => InvalidUtf8::Error,
             "replace" => InvalidUtf8::Replace,
             "skip" => InvalidUtf8::Skip,
-            o => {
-                return Err(Error::config(format!(
-                    "unknown --on-invalid-utf8 policy {o:?} (error, replace, skip)"
-                )))
-            }
+            o => return Err(Error::config(format!("unknown --on-invalid-utf8 policy {o:?} (error, replace, skip)"))),
         })
     }
     fn splitter_kind(&self) -> Result<SplitterKind> {
         if self.doc_mode == "sentences-per-line" {
             return Ok(SplitterKind::Lines);
         }
-        SplitterKind::parse(&self.splitter).ok_or_else(|| {
-            Error::config(format!(
-                "unknown splitter {:?} (rules, lines, none)",
-                self.splitter
-            ))
-        })
+        SplitterKind::parse(&self.splitter)
+            .ok_or_else(|| Error::config(format!("unknown splitter {:?} (rules, lines, none)", self.splitter)))
     }
     fn mlm_len(&self) -> usize {
         if self.mlm_seq_len == 0 {
@@ -165,46 +157,30 @@ impl PrepareConfig {
             return Err(Error::config("no output directory given (--out)"));
         }
         if self.tokenizer.is_empty() {
-            return Err(Error::config(
-                "no tokenizer given (--tokenizer vocab.txt or tokenizer.json)",
-            ));
+            return Err(Error::config("no tokenizer given (--tokenizer vocab.txt or tokenizer.json)"));
         }
         self.doc_mode()?;
         self.invalid_utf8()?;
         self.splitter_kind()?;
         for k in &self.instances {
             if !["nsp", "mlm", "chunks"].contains(&k.as_str()) {
-                return Err(Error::config(format!(
-                    "unknown instance kind {k:?} (nsp, mlm, chunks)"
-                )));
+                return Err(Error::config(format!("unknown instance kind {k:?} (nsp, mlm, chunks)")));
             }
         }
         if self.max_seq_length < 8 || self.max_seq_length > 65_535 {
-            return Err(Error::config(format!(
-                "max_seq_length {} must be within 8..=65535",
-                self.max_seq_length
-            )));
+            return Err(Error::config(format!("max_seq_length {} must be within 8..=65535", self.max_seq_length)));
         }
         if self.mlm_len() < 3 || self.mlm_len() > 65_535 {
-            return Err(Error::config(format!(
-                "mlm_seq_len {} must be within 3..=65535",
-                self.mlm_len()
-            )));
+            return Err(Error::config(format!("mlm_seq_len {} must be within 3..=65535", self.mlm_len())));
         }
-        if !(0.0..=1.0).contains(&self.masked_lm_prob)
-            || !(0.0..=1.0).contains(&self.short_seq_prob)
-        {
-            return Err(Error::config(
-                "masked_lm_prob and short_seq_prob must be within [0, 1]",
-            ));
+        if !(0.0..=1.0).contains(&self.masked_lm_prob) || !(0.0..=1.0).contains(&self.short_seq_prob) {
+            return Err(Error::config("masked_lm_prob and short_seq_prob must be within [0, 1]"));
         }
         if self.dupe_factor == 0 && self.instances.iter().any(|k| k == "nsp") {
             return Err(Error::config("dupe_factor must be at least 1"));
         }
         if self.chunk_size == 1 || self.chunk_size == 2 {
-            return Err(Error::config(
-                "chunk_size must be 0 (sentence chunks) or at least 3",
-            ));
+            return Err(Error::config("chunk_size must be 0 (sentence chunks) or at least 3"));
         }
         if self.shard_size < 1024 {
             return Err(Error::config("shard_size must be at least 1024 bytes"));
@@ -243,11 +219,7 @@ fn shard_record_path(dir: &Path, name: &str) -> PathBuf {
 fn completed_shard(dir: &Path, name: &str) -> Option<Shard> {
     let text = fs::read_to_string(shard_record_path(dir, name)).ok()?;
     let shard: Shard = serde_json::from_str(&text).ok()?;
-    let ok = shard.arrays.values().all(|a| {
-        fs::metadata(dir.join(&a.path))
-            .map(|m| m.len() == a.size)
-            .unwrap_or(false)
-    });
+    let ok = shard.arrays.values().all(|a| fs::metadata(dir.join(&a.path)).map(|m| m.len() == a.size).unwrap_or(false));
     ok.then_some(shard)
 }
 
@@ -261,10 +233,7 @@ fn prepare_out_dir(cfg: &PrepareConfig, out: &Path) -> Result<()> {
     let has_manifest = out.join(MANIFEST).exists();
     let has_state = out.join(STATE).exists();
     if out.exists() && !out.is_dir() {
-        return Err(Error::Exists {
-            path: out.into(),
-            message: "exists and is not a directory".into(),
-        });
+        return Err(Error::Exists { path: out.into(), message: "exists and is not a directory".into() });
     }
     if cfg.overwrite {
         // Remove only what bertkit wrote, manifest first so the directory never looks complete.
@@ -294,8 +263,7 @@ fn prepare_out_dir(cfg: &PrepareConfig, out: &Path) -> Result<()> {
     } else if !has_state && out.is_dir() && fs::read_dir(out).at(out)?.next().is_some() {
         return Err(Error::Exists {
             path: out.into(),
-            message: "exists, is not empty and is not a bertkit dataset (choose another --out)"
-                .into(),
+            message: "exists, is not empty and is not a bertkit dataset (choose another --out)".into(),
         });
     }
     if cfg.resume && has_state && !cfg.overwrite {
@@ -331,11 +299,7 @@ fn process_document(doc: &Document, splitter: SplitterKind, tok: &Tokenizer) -> 
         // One huge document (e.g. a 200 MB line): tokenize its sentences in parallel.
         let parts: Vec<Vec<u32>> = ranges
             .par_chunks(1024)
-            .flat_map_iter(|rs| {
-                rs.iter()
-                    .map(|r| tok.encode(&doc.text[r.clone()]))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map_iter(|rs| rs.iter().map(|r| tok.encode(&doc.text[r.clone()])).collect::<Vec<_>>())
             .collect();
         for p in parts {
             if !p.is_empty() {
@@ -407,12 +371,7 @@ pub fn prepare(cfg: &PrepareConfig, progress: &Progress) -> Result<PrepareSummar
     let res = prepare_inner(cfg, progress, &out);
     if res.is_err() && !had_state && !out.join(MANIFEST).exists() {
         let any_shard = fs::read_dir(out.join(SHARD_DIR))
-            .map(|mut it| {
-                it.any(|e| {
-                    e.map(|e| e.path().extension().is_some_and(|x| x == "json"))
-                        .unwrap_or(false)
-                })
-            })
+            .map(|mut it| it.any(|e| e.map(|e| e.path().extension().is_some_and(|x| x == "json")).unwrap_or(false)))
             .unwrap_or(false);
         if !any_shard && matches!(res, Err(ref e) if !matches!(e, Error::Exists { .. })) {
             if existed {
@@ -438,10 +397,7 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
 
     prepare_out_dir(cfg, &out)?;
     let state = serde_json::json!({ "config": cfg.identity() });
-    write_atomic(
-        &out.join(STATE),
-        serde_json::to_string_pretty(&state).unwrap().as_bytes(),
-    )?;
+    write_atomic(&out.join(STATE), serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
     copy_tokenizer(&tok, &tok_path, &out)?;
 
     // Input identity (size + xxh3), in parallel.
@@ -449,11 +405,7 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
         .par_iter()
         .map(|p| {
             let (size, xxh3) = hash_file(p)?;
-            Ok(InputFile {
-                path: p.display().to_string(),
-                size,
-                xxh3,
-            })
+            Ok(InputFile { path: p.display().to_string(), size, xxh3 })
         })
         .collect::<Result<_>>()?;
     let input_bytes: u64 = inputs.iter().map(|f| f.size).sum();
@@ -515,14 +467,7 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
             .collect();
         check_cancel(progress)?;
         progress.bytes.store(bytes_after, Ordering::Relaxed);
-        let shard = write_corpus_shard(
-            &out,
-            &name,
-            &docs,
-            &results,
-            token_dtype,
-            &mut skipped_docs_after_tokenizing,
-        )?;
+        let shard = write_corpus_shard(&out, &name, &docs, &results, token_dtype, &mut skipped_docs_after_tokenizing)?;
         publish_shard(&out, &shard)?;
         shards.push(shard);
         index += 1;
@@ -544,21 +489,11 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
             .collect();
-        let what = if skipped.is_empty() {
-            String::new()
-        } else {
-            format!("; skipped: {}", skipped.join(", "))
-        };
-        return Err(Error::NoDocuments(format!(
-            "{} input file(s){what}",
-            files.len()
-        )));
+        let what = if skipped.is_empty() { String::new() } else { format!("; skipped: {}", skipped.join(", ")) };
+        return Err(Error::NoDocuments(format!("{} input file(s){what}", files.len())));
     }
     if skipped_docs_after_tokenizing > 0 {
-        *totals
-            .skipped
-            .entry("documents_without_tokens".into())
-            .or_insert(0) += skipped_docs_after_tokenizing;
+        *totals.skipped.entry("documents_without_tokens".into()).or_insert(0) += skipped_docs_after_tokenizing;
     }
 
     let mut manifest = Manifest {
@@ -595,25 +530,9 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
                 continue;
             }
             let built = match kind {
-                "nsp" => build_nsp(
-                    cfg,
-                    &out,
-                    &corpus,
-                    &vocab,
-                    &doc_ranges,
-                    token_dtype,
-                    progress,
-                )?,
+                "nsp" => build_nsp(cfg, &out, &corpus, &vocab, &doc_ranges, token_dtype, progress)?,
                 "mlm" => build_mlm(cfg, &out, &corpus, &vocab, token_dtype, progress)?,
-                _ => build_chunks(
-                    cfg,
-                    &out,
-                    &corpus,
-                    &vocab,
-                    &doc_ranges,
-                    token_dtype,
-                    progress,
-                )?,
+                _ => build_chunks(cfg, &out, &corpus, &vocab, &doc_ranges, token_dtype, progress)?,
             };
             let n: u64 = built.iter().map(|s| s.rows).sum();
             manifest.totals.instances.insert(kind.to_string(), n);
@@ -668,13 +587,7 @@ fn write_corpus_shard(
     let n_docs = sources.len() as u64;
     arrays.insert(
         "tokens".into(),
-        write_tokens(
-            out,
-            &format!("{SHARD_DIR}/{name}.tokens.npy"),
-            dtype,
-            &[tokens.len() as u64],
-            &tokens,
-        )?,
+        write_tokens(out, &format!("{SHARD_DIR}/{name}.tokens.npy"), dtype, &[tokens.len() as u64], &tokens)?,
     );
     arrays.insert(
         "sentence_offsets".into(),
@@ -696,12 +609,7 @@ fn write_corpus_shard(
     );
     arrays.insert(
         "document_sources".into(),
-        write_npy(
-            out,
-            &format!("{SHARD_DIR}/{name}.document_sources.npy"),
-            &[n_docs],
-            &sources,
-        )?,
+        write_npy(out, &format!("{SHARD_DIR}/{name}.document_sources.npy"), &[n_docs], &sources)?,
     );
     Ok(Shard {
         kind: "corpus".into(),
@@ -759,54 +667,27 @@ fn build_nsp(
             let p = |a: &str| arr(a, "nsp", index - 1);
             arrays.insert(
                 "input_ids".into(),
-                write_tokens(
-                    out,
-                    &p("input_ids"),
-                    dtype,
-                    &[all.input_ids.len() as u64],
-                    &all.input_ids,
-                )?,
+                write_tokens(out, &p("input_ids"), dtype, &[all.input_ids.len() as u64], &all.input_ids)?,
             );
-            arrays.insert(
-                "offsets".into(),
-                write_npy(out, &p("offsets"), &[n + 1], &all.offsets)?,
-            );
+            arrays.insert("offsets".into(), write_npy(out, &p("offsets"), &[n + 1], &all.offsets)?);
             arrays.insert(
                 "segment_a_lengths".into(),
                 write_npy(out, &p("segment_a_lengths"), &[n], &all.segment_a_lengths)?,
             );
             arrays.insert(
                 "next_sentence_labels".into(),
-                write_npy(
-                    out,
-                    &p("next_sentence_labels"),
-                    &[n],
-                    &all.next_sentence_labels,
-                )?,
+                write_npy(out, &p("next_sentence_labels"), &[n], &all.next_sentence_labels)?,
             );
             arrays.insert(
                 "masked_positions".into(),
-                write_npy(
-                    out,
-                    &p("masked_positions"),
-                    &[all.masked_positions.len() as u64],
-                    &all.masked_positions,
-                )?,
+                write_npy(out, &p("masked_positions"), &[all.masked_positions.len() as u64], &all.masked_positions)?,
             );
             arrays.insert(
                 "masked_lm_ids".into(),
-                write_tokens(
-                    out,
-                    &p("masked_lm_ids"),
-                    dtype,
-                    &[all.masked_lm_ids.len() as u64],
-                    &all.masked_lm_ids,
-                )?,
+                write_tokens(out, &p("masked_lm_ids"), dtype, &[all.masked_lm_ids.len() as u64], &all.masked_lm_ids)?,
             );
-            arrays.insert(
-                "masked_offsets".into(),
-                write_npy(out, &p("masked_offsets"), &[n + 1], &all.masked_offsets)?,
-            );
+            arrays
+                .insert("masked_offsets".into(), write_npy(out, &p("masked_offsets"), &[n + 1], &all.masked_offsets)?);
             let shard = Shard {
                 kind: "nsp".into(),
                 name,
@@ -830,33 +711,22 @@ fn split_range(r: Range<usize>, parts: usize) -> Vec<Range<usize>> {
         return vec![];
     }
     let step = n.div_ceil(parts.max(1)).max(1);
-    (r.start..r.end)
-        .step_by(step)
-        .map(|s| s..(s + step).min(r.end))
-        .collect()
+    (r.start..r.end).step_by(step).map(|s| s..(s + step).min(r.end)).collect()
 }
 
 /// Concatenate instance sets, rebasing the offset arrays.
 fn concat_nsp(parts: Vec<instances::NspInstances>) -> instances::NspInstances {
-    let mut all = instances::NspInstances {
-        offsets: vec![0],
-        masked_offsets: vec![0],
-        ..Default::default()
-    };
+    let mut all = instances::NspInstances { offsets: vec![0], masked_offsets: vec![0], ..Default::default() };
     for p in parts {
         let base = all.input_ids.len() as u64;
         let mbase = all.masked_positions.len() as u64;
         all.input_ids.extend_from_slice(&p.input_ids);
-        all.offsets
-            .extend(p.offsets.iter().skip(1).map(|o| o + base));
+        all.offsets.extend(p.offsets.iter().skip(1).map(|o| o + base));
         all.masked_positions.extend_from_slice(&p.masked_positions);
         all.masked_lm_ids.extend_from_slice(&p.masked_lm_ids);
-        all.masked_offsets
-            .extend(p.masked_offsets.iter().skip(1).map(|o| o + mbase));
-        all.segment_a_lengths
-            .extend_from_slice(&p.segment_a_lengths);
-        all.next_sentence_labels
-            .extend_from_slice(&p.next_sentence_labels);
+        all.masked_offsets.extend(p.masked_offsets.iter().skip(1).map(|o| o + mbase));
+        all.segment_a_lengths.extend_from_slice(&p.segment_a_lengths);
+        all.next_sentence_labels.extend_from_slice(&p.next_sentence_labels);
     }
     all
 }
@@ -883,13 +753,7 @@ fn build_mlm(
     let mut arrays = BTreeMap::new();
     arrays.insert(
         "input_ids".into(),
-        write_tokens(
-            out,
-            &arr("input_ids", "mlm", 0),
-            dtype,
-            &[n, seq_len as u64],
-            &rows,
-        )?,
+        write_tokens(out, &arr("input_ids", "mlm", 0), dtype, &[n, seq_len as u64], &rows)?,
     );
     let shard = Shard {
         kind: "mlm".into(),
@@ -898,6 +762,7 @@ fn build_mlm(
         sentences: 0,
         tokens: rows.len() as u64,
         chunks: 0,
+        input_offset: 0,
         arrays,
     };
     publish_shard(out, &shard)?;
@@ -930,26 +795,12 @@ fn build_chunks(
         let mut arrays = BTreeMap::new();
         arrays.insert(
             "input_ids".into(),
-            write_tokens(
-                out,
-                &p("input_ids"),
-                dtype,
-                &[c.input_ids.len() as u64],
-                &c.input_ids,
-            )?,
+            write_tokens(out, &p("input_ids"), dtype, &[c.input_ids.len() as u64], &c.input_ids)?,
         );
-        arrays.insert(
-            "offsets".into(),
-            write_npy(out, &p("offsets"), &[n_chunks + 1], &c.offsets)?,
-        );
+        arrays.insert("offsets".into(), write_npy(out, &p("offsets"), &[n_chunks + 1], &c.offsets)?);
         arrays.insert(
             "document_offsets".into(),
-            write_npy(
-                out,
-                &p("document_offsets"),
-                &[c.document_offsets.len() as u64],
-                &c.document_offsets,
-            )?,
+            write_npy(out, &p("document_offsets"), &[c.document_offsets.len() as u64], &c.document_offsets)?,
         );
         let shard = Shard {
             kind: "chunks".into(),

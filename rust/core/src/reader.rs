@@ -102,9 +102,7 @@ fn is_glob(spec: &str) -> bool {
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .map(|n| n.to_string_lossy().starts_with('.'))
-        .unwrap_or(false)
+    path.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(false)
 }
 
 /// All regular files below `dir` (recursively), hidden entries skipped, unsorted.
@@ -136,22 +134,17 @@ fn expand_dir(dir: &Path, spec: &str) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     walk_dir(dir, &mut files)?;
     if files.is_empty() {
-        return Err(Error::config(format!(
-            "input directory {spec} contains no (non-hidden) files"
-        )));
+        return Err(Error::config(format!("input directory {spec} contains no (non-hidden) files")));
     }
     files.sort();
     Ok(files)
 }
 
 fn expand_glob(spec: &str) -> Result<Vec<PathBuf>> {
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
-    };
-    let paths = glob::glob_with(spec, options)
-        .map_err(|e| Error::config(format!("invalid glob pattern {spec:?}: {e}")))?;
+    let options =
+        glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: true };
+    let paths =
+        glob::glob_with(spec, options).map_err(|e| Error::config(format!("invalid glob pattern {spec:?}: {e}")))?;
     let mut matched = Vec::new();
     for entry in paths {
         let path = entry.map_err(|e| {
@@ -210,20 +203,16 @@ enum Kind {
 }
 
 fn classify(path: &Path) -> (bool, Kind) {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     let (gz, inner) = match name.strip_suffix(".gz") {
         Some(inner) => (true, inner),
         None => (false, name.as_str()),
     };
-    let kind =
-        if inner.ends_with(".jsonl") || inner.ends_with(".ndjson") || inner.ends_with(".json") {
-            Kind::JsonLines
-        } else {
-            Kind::Plain
-        };
+    let kind = if inner.ends_with(".jsonl") || inner.ends_with(".ndjson") || inner.ends_with(".json") {
+        Kind::JsonLines
+    } else {
+        Kind::Plain
+    };
     (gz, kind)
 }
 
@@ -243,10 +232,8 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Turn an error while reading a (possibly compressed) stream into a bertkit error.
 fn read_error(path: &Path, gz: bool, e: io::Error) -> Error {
-    let data_error = matches!(
-        e.kind(),
-        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
-    );
+    let data_error =
+        matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof);
     if gz && data_error {
         Error::format(path, format!("corrupt or truncated gzip data: {e}"))
     } else {
@@ -274,16 +261,11 @@ fn binary_reason(head: &[u8]) -> Option<String> {
             return Some(format!("looks like {what}, not text"));
         }
     }
-    if head.len() >= 10
-        && head.starts_with(b"BZh")
-        && head[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]
-    {
+    if head.len() >= 10 && head.starts_with(b"BZh") && head[4..10] == [0x31, 0x41, 0x59, 0x26, 0x53, 0x59] {
         return Some("looks like bzip2 data, not text".to_string());
     }
     if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
-        return Some(
-            "looks like UTF-16 text (a UTF-16 byte-order mark); convert it to UTF-8".to_string(),
-        );
+        return Some("looks like UTF-16 text (a UTF-16 byte-order mark); convert it to UTF-8".to_string());
     }
     let nul = head.iter().filter(|&&b| b == 0).count();
     // More than ~1 % NUL bytes (and more than one): binary, or UTF-16/32 without a BOM.
@@ -371,14 +353,9 @@ struct OpenFile {
 fn open_file(index: u32, path: &Path, count: &Arc<AtomicU64>) -> Result<OpenFile> {
     let (gz, kind) = classify(path);
     let file = File::open(path).at(path)?;
-    let counting = CountingReader {
-        inner: file,
-        count: Arc::clone(count),
-    };
+    let counting = CountingReader { inner: file, count: Arc::clone(count) };
     let mut stream: Box<dyn Read + Send> = if gz {
-        Box::new(flate2::bufread::MultiGzDecoder::new(
-            BufReader::with_capacity(BUF_SIZE, counting),
-        ))
+        Box::new(flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, counting)))
     } else {
         Box::new(counting)
     };
@@ -386,11 +363,7 @@ fn open_file(index: u32, path: &Path, count: &Arc<AtomicU64>) -> Result<OpenFile
     if let Some(reason) = binary_reason(&head) {
         return Err(Error::format(path, reason));
     }
-    let bom = if head.starts_with(&[0xef, 0xbb, 0xbf]) {
-        3
-    } else {
-        0
-    };
+    let bom = if head.starts_with(&[0xef, 0xbb, 0xbf]) { 3 } else { 0 };
     let mut cursor = Cursor::new(head);
     cursor.set_position(bom);
     let inner = BufReader::with_capacity(BUF_SIZE, cursor.chain(stream));
@@ -399,12 +372,7 @@ fn open_file(index: u32, path: &Path, count: &Arc<AtomicU64>) -> Result<OpenFile
         path: path.to_path_buf(),
         gz,
         kind,
-        lines: LineSource {
-            inner: Box::new(inner),
-            offset: bom,
-            line_start: bom,
-            line_no: 0,
-        },
+        lines: LineSource { inner: Box::new(inner), offset: bom, line_start: bom, line_no: 0 },
         documents: 0,
     })
 }
@@ -434,10 +402,7 @@ struct FieldSeed<'a>(&'a str);
 
 impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
     type Value = Record;
-    fn deserialize<D: Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> std::result::Result<Record, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Record, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
@@ -586,9 +551,7 @@ impl DocumentReader {
                         path: file.path.clone(),
                         offset: file.lines.line_start + e.utf8_error().valid_up_to() as u64,
                     }),
-                    InvalidUtf8::Replace => {
-                        Ok(Some(String::from_utf8_lossy(e.as_bytes()).into_owned()))
-                    }
+                    InvalidUtf8::Replace => Ok(Some(String::from_utf8_lossy(e.as_bytes()).into_owned())),
                     InvalidUtf8::Skip => {
                         self.line = e.into_bytes();
                         self.invalid_utf8_lines += 1;
@@ -608,10 +571,7 @@ impl DocumentReader {
             file.documents += 1;
         }
         self.documents += 1;
-        Some(Document {
-            source: index,
-            text,
-        })
+        Some(Document { source: index, text })
     }
 
     fn close_current(&mut self) {
@@ -648,9 +608,7 @@ impl DocumentReader {
             let doc = match (kind, self.cfg.doc_mode) {
                 (Kind::JsonLines, _) => self.next_json_document(index)?,
                 (Kind::Plain, DocMode::OneDocPerLine) => self.next_line_document(index)?,
-                (Kind::Plain, DocMode::BlankLine | DocMode::SentencesPerLine) => {
-                    self.next_paragraph_document(index)?
-                }
+                (Kind::Plain, DocMode::BlankLine | DocMode::SentencesPerLine) => self.next_paragraph_document(index)?,
             };
             match doc {
                 Step::Doc(doc) => return Ok(Some(doc)),
@@ -725,11 +683,7 @@ impl DocumentReader {
         loop {
             if !self.read_line()? {
                 let text = std::mem::take(&mut self.pending);
-                let doc = if text.is_empty() {
-                    None
-                } else {
-                    self.emit(index, text)
-                };
+                let doc = if text.is_empty() { None } else { self.emit(index, text) };
                 return Ok(Step::EndOfFile(doc));
             }
             let Some(line) = self.decode_line()? else {

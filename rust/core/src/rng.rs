@@ -116,11 +116,7 @@ mod tests {
         assert_eq!(got, PINNED.to_vec(), "rng stream changed: {got:?}");
     }
 
-    const PINNED: [u64; 3] = [
-        13286700019642131551,
-        16700069232272428395,
-        5496782750644988673,
-    ];
+    const PINNED: [u64; 3] = [13286700019642131551, 16700069232272428395, 5496782750644988673];
 
     #[test]
     fn keys_are_independent() {

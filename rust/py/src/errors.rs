@@ -6,10 +6,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyRunt
 use pyo3::prelude::*;
 
 fn bertkit_exception(py: Python<'_>, class: &str, message: String) -> PyErr {
-    match py
-        .import("bertkit.exceptions")
-        .and_then(|m| m.getattr(class))
-    {
+    match py.import("bertkit.exceptions").and_then(|m| m.getattr(class)) {
         Ok(cls) => match cls.call1((message.clone(),)) {
             Ok(inst) => PyErr::from_value(inst),
             Err(e) => e,
@@ -28,9 +25,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
         },
         _ => Python::attach(|py| {
             let class = match &e {
-                Error::InvalidUtf8 { .. } | Error::Input { .. } | Error::NoDocuments(_) => {
-                    "InputError"
-                }
+                Error::InvalidUtf8 { .. } | Error::Input { .. } | Error::NoDocuments(_) => "InputError",
                 Error::Format { .. } => "FormatError",
                 Error::Checksum { .. } => "ChecksumError",
                 Error::Config(_) => "ConfigError",

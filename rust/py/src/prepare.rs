@@ -27,10 +27,7 @@ fn counters<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDict>> 
     d.set_item("documents", p.documents.load(Ordering::Relaxed))?;
     d.set_item("tokens", p.tokens.load(Ordering::Relaxed))?;
     d.set_item("instances", p.instances.load(Ordering::Relaxed))?;
-    d.set_item(
-        "stage",
-        ["tokenize", "instances", "done"][p.stage.load(Ordering::Relaxed).min(2) as usize],
-    )?;
+    d.set_item("stage", ["tokenize", "instances", "done"][p.stage.load(Ordering::Relaxed).min(2) as usize])?;
     Ok(d)
 }
 
@@ -49,21 +46,12 @@ pub(crate) fn run_polled<T: Send + 'static>(
     callback: Option<&Bound<'_, PyAny>>,
     f: impl FnOnce(&Progress) -> bertkit_core::Result<T> + Send + 'static,
 ) -> PyResult<T> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        threads
-    };
+    let threads =
+        if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
     let p2 = progress.clone();
-    let handle = std::thread::spawn(move || {
-        match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-            Ok(pool) => pool.install(|| f(&p2)),
-            Err(e) => Err(Error::config(format!(
-                "cannot start {threads} worker threads: {e}"
-            ))),
-        }
+    let handle = std::thread::spawn(move || match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(|| f(&p2)),
+        Err(e) => Err(Error::config(format!("cannot start {threads} worker threads: {e}"))),
     });
     // Wait in short sleeps with the GIL released; every ~100 ms take it back to check for Ctrl-C
     // and to report progress. Python is never called from the workers.
@@ -109,32 +97,20 @@ pub(crate) fn run_polled<T: Send + 'static>(
 /// is called about every 100 ms with a dict of progress counters. Returns the summary as a dict.
 #[pyfunction]
 #[pyo3(signature = (config_json, callback=None))]
-fn prepare(
-    py: Python<'_>,
-    config_json: &str,
-    callback: Option<Bound<'_, PyAny>>,
-) -> PyResult<Py<PyAny>> {
+fn prepare(py: Python<'_>, config_json: &str, callback: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
     let cfg: PrepareConfig = serde_json::from_str(config_json)
         .map_err(|e| to_pyerr(Error::config(format!("invalid prepare config: {e}"))))?;
     let threads = cfg.threads;
     let progress = Arc::new(Progress::new());
-    let summary = run_polled(py, threads, progress, callback.as_ref(), move |p| {
-        core_prepare(&cfg, p)
-    })?;
+    let summary = run_polled(py, threads, progress, callback.as_ref(), move |p| core_prepare(&cfg, p))?;
     json_to_py(py, &summary)
 }
 
 /// Re-hash every file of a dataset; returns the problems found (empty when intact).
 #[pyfunction]
 #[pyo3(signature = (path, threads=0))]
-fn verify_dataset(
-    py: Python<'_>,
-    path: std::path::PathBuf,
-    threads: usize,
-) -> PyResult<Vec<String>> {
-    run_polled(py, threads, Arc::new(Progress::new()), None, move |_| {
-        bertkit_core::format::verify(&path)
-    })
+fn verify_dataset(py: Python<'_>, path: std::path::PathBuf, threads: usize) -> PyResult<Vec<String>> {
+    run_polled(py, threads, Arc::new(Progress::new()), None, move |_| bertkit_core::format::verify(&path))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
