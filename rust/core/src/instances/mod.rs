@@ -190,3 +190,13 @@ impl NspPairs {
 
 #[cfg(test)]
 mod tests;
+
+/// Run `f` on a rayon pool built for this call (`threads = 0`: one per core) and dropped after:
+/// the global pool is never started, so a process that forks later (DataLoader workers) is safe.
+/// Falls back to running `f` on the calling thread if no pool can be built.
+pub fn in_local_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}

@@ -464,12 +464,12 @@ fn chunks_token_mode_and_sentence_mode() {
     assert!(crate::instances::chunks::check_chunk_size(0).is_ok());
 }
 
-/// Timing on a ~10 MB-of-text-sized synthetic corpus (2.5 M tokens); run with
+/// Timing on a synthetic corpus of ~2.5 M tokens (about 10 MB of English text); run with
 /// `cargo test --release -p bertkit-core -- --ignored --nocapture nsp_speed`.
 #[test]
 #[ignore]
 fn nsp_speed() {
-    let c = synthetic(20_000, 4, 7);
+    let c = synthetic(7_000, 4, 7);
     let v = vocab();
     let mut cfg = cfg(false);
     cfg.dupe_factor = 1;
@@ -486,4 +486,49 @@ fn nsp_speed() {
         "nsp_instances: {n_tokens} tokens, 1 pass, median {:.3}s (1 thread)",
         times[2]
     );
+}
+
+/// Timing on a real dataset: `BERTKIT_BENCH_DATASET=<dataset dir> BERTKIT_DATA=<dir with vocab.txt>
+/// cargo test --release -p bertkit-core -- --ignored --nocapture nsp_speed_real`.
+#[test]
+#[ignore]
+fn nsp_speed_real() {
+    let (Ok(ds), Ok(data)) = (
+        std::env::var("BERTKIT_BENCH_DATASET"),
+        std::env::var("BERTKIT_DATA"),
+    ) else {
+        eprintln!("BERTKIT_BENCH_DATASET / BERTKIT_DATA not set");
+        return;
+    };
+    let c = crate::corpus::MmapCorpus::open(std::path::Path::new(&ds)).unwrap();
+    let text = std::fs::read_to_string(std::path::Path::new(&data).join("vocab.txt")).unwrap();
+    let v = MaskVocab::from_tokens(text.lines(), 0, 101, 102, 103);
+    assert_eq!(v.vocab_size, 30522);
+    for (wwm, fixed) in [(false, false), (true, false), (true, true)] {
+        let mut cfg = cfg(fixed);
+        cfg.whole_word_mask = wwm;
+        cfg.dupe_factor = 1;
+        let mut times = vec![];
+        let mut inst = NspInstances::default();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            inst = nsp_instances(&c, 0..c.n_documents(), 0, &cfg, &v);
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let random = inst
+            .next_sentence_labels
+            .iter()
+            .map(|&x| x as usize)
+            .sum::<usize>();
+        eprintln!(
+            "wwm={wwm} fixed={fixed}: {} tokens -> {} instances ({:.1} tokens avg, {:.1} masked avg, random-next {:.3}), 1 pass, median {:.3}s (1 thread)",
+            c.n_tokens(),
+            inst.len(),
+            inst.input_ids.len() as f64 / inst.len() as f64,
+            inst.masked_positions.len() as f64 / inst.len() as f64,
+            random as f64 / inst.len() as f64,
+            times[2]
+        );
+    }
 }
