@@ -24,8 +24,17 @@ use crate::rng::{permutation, Purpose, Rng};
 /// Rows per parallel work item in [`mlm_instances`].
 const ROWS_PER_BLOCK: usize = 512;
 
-/// `seq_len` must leave room for at least one token between [CLS] and [SEP].
+/// Longest packed row accepted (a guard against absurd allocations from a typo).
+pub const MAX_SEQ_LEN: usize = 1 << 20;
+
+/// `seq_len` must leave room for at least one token between [CLS] and [SEP], and be at most
+/// [`MAX_SEQ_LEN`].
 pub fn check_seq_len(seq_len: usize) -> Result<()> {
+    if seq_len > MAX_SEQ_LEN {
+        return Err(Error::config(format!(
+            "seq_len must be at most {MAX_SEQ_LEN}, got {seq_len}"
+        )));
+    }
     if seq_len < 3 {
         return Err(Error::config(format!(
             "seq_len must be at least 3 ([CLS] + tokens + [SEP]), got {seq_len}"
@@ -99,7 +108,8 @@ impl TokenStream {
     }
 
     /// Append the row `[CLS] + stream[start .. start + seq_len − 2] + [SEP]`; a row running past
-    /// the end of the stream is padded with `vocab.pad` before the [SEP].
+    /// the end of the stream is padded with `vocab.pad` before the [SEP]. (`seq_len < 3` gives
+    /// `[CLS] [SEP]`; see [`check_seq_len`].)
     pub fn row(
         &self,
         corpus: &dyn CorpusView,
@@ -110,8 +120,8 @@ impl TokenStream {
     ) {
         let begin = out.len();
         out.push(vocab.cls);
-        self.fill(corpus, start, seq_len - 2, vocab.sep, out);
-        out.resize(begin + seq_len - 1, vocab.pad);
+        self.fill(corpus, start, seq_len.saturating_sub(2), vocab.sep, out);
+        out.resize(begin + seq_len.saturating_sub(1).max(1), vocab.pad);
         out.push(vocab.sep);
     }
 }

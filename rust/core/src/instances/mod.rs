@@ -10,6 +10,13 @@
 //!   `mlm_view(corpus, seq_len, seed, epoch) -> MlmView`.
 //! - `chunk_instances(corpus, docs, chunk_size, vocab) -> Chunks`, `chunk_view(corpus, chunk_size)`.
 //!
+//! Also: `nsp::NspContext` + `nsp::nsp_instances_with` (reuse the per-corpus negative-document
+//! index across document ranges), `nsp::nsp_instances_parallel` (all dupe passes, rayon, in
+//! (pass, document) order), `NspConfig::validate`, `mlm::TokenStream` / `mlm::mlm_rows` /
+//! `mlm::mlm_view_of` / `mlm::mlm_rows_of` (materialise packed rows from stream starts),
+//! `mlm::check_seq_len`, `chunks::check_chunk_size`, `chunks::doc_chunk_ranges`, `in_local_pool`.
+//! Quirks of Google's script and their fixed counterparts are tabulated in nsp.rs and masking.rs.
+//!
 //! See docs/FORMAT.md for the array layouts these fill.
 
 pub mod chunks;

@@ -367,6 +367,9 @@ fn mlm_rows_cover_the_stream_once() {
         assert_eq!(middle, stream[..n * piece]);
     }
     assert!(mlm_instances(&c, 2, &v).is_empty());
+    assert!(crate::instances::mlm::check_seq_len(2).is_err());
+    assert!(crate::instances::mlm::check_seq_len(1 << 30).is_err());
+    assert!(mlm_rows(&c, &[0], 1 << 30, &v).is_empty());
 }
 
 #[test]
