@@ -633,6 +633,7 @@ fn build_nsp(
     progress: &Progress,
 ) -> Result<Vec<Shard>> {
     let nsp = cfg.nsp();
+    let ctx = instances::nsp::NspContext::new(corpus);
     let mut shards = Vec::new();
     let mut index = 0usize;
     for pass in 0..cfg.dupe_factor {
@@ -655,7 +656,7 @@ fn build_nsp(
                     if progress.cancelled() {
                         return Default::default();
                     }
-                    let x = instances::nsp::nsp_instances(corpus, r, pass, &nsp, vocab);
+                    let x = instances::nsp::nsp_instances_with(corpus, &ctx, r, pass, &nsp, vocab);
                     Progress::add(&progress.instances, x.next_sentence_labels.len() as u64);
                     x
                 })
@@ -739,34 +740,56 @@ fn build_mlm(
     dtype: DType,
     progress: &Progress,
 ) -> Result<Vec<Shard>> {
-    check_cancel(progress)?;
+    // Rows of the document stream (documents joined by [SEP]) cut at multiples of seq_len - 2,
+    // written in shards of ~16M tokens so memory stays bounded whatever the corpus size.
     let seq_len = cfg.mlm_len();
-    let name = "mlm-00000".to_string();
-    if cfg.resume {
-        if let Some(s) = completed_shard(out, &name) {
-            return Ok(vec![s]);
+    let stream = instances::mlm::TokenStream::new(corpus);
+    let n_rows = stream.len() / (seq_len as u64 - 2);
+    let rows_per_shard = ((16u64 << 20) / seq_len as u64).max(1);
+    let mut shards = Vec::new();
+    for (index, first) in (0..n_rows).step_by(rows_per_shard as usize).enumerate() {
+        check_cancel(progress)?;
+        let name = format!("mlm-{index:05}");
+        if cfg.resume {
+            if let Some(s) = completed_shard(out, &name) {
+                shards.push(s);
+                continue;
+            }
         }
+        let last = (first + rows_per_shard).min(n_rows);
+        let parts: Vec<Vec<u32>> = (first..last)
+            .collect::<Vec<u64>>()
+            .par_chunks(4096)
+            .map(|rows| {
+                let mut buf = Vec::with_capacity(rows.len() * seq_len);
+                for &r in rows {
+                    stream.row(corpus, r * (seq_len as u64 - 2), seq_len, vocab, &mut buf);
+                }
+                buf
+            })
+            .collect();
+        let rows: Vec<u32> = parts.concat();
+        let n = last - first;
+        Progress::add(&progress.instances, n);
+        let mut arrays = BTreeMap::new();
+        arrays.insert(
+            "input_ids".into(),
+            write_tokens(out, &arr("input_ids", "mlm", index), dtype, &[n, seq_len as u64], &rows)?,
+        );
+        let shard = Shard {
+            kind: "mlm".into(),
+            name,
+            rows: n,
+            sentences: 0,
+            tokens: rows.len() as u64,
+            chunks: 0,
+            input_offset: 0,
+            arrays,
+        };
+        publish_shard(out, &shard)?;
+        shards.push(shard);
     }
-    let rows = instances::mlm::mlm_instances(corpus, seq_len, vocab);
-    let n = (rows.len() / seq_len) as u64;
-    Progress::add(&progress.instances, n);
-    let mut arrays = BTreeMap::new();
-    arrays.insert(
-        "input_ids".into(),
-        write_tokens(out, &arr("input_ids", "mlm", 0), dtype, &[n, seq_len as u64], &rows)?,
-    );
-    let shard = Shard {
-        kind: "mlm".into(),
-        name,
-        rows: n,
-        sentences: 0,
-        tokens: rows.len() as u64,
-        chunks: 0,
-        input_offset: 0,
-        arrays,
-    };
-    publish_shard(out, &shard)?;
-    Ok(vec![shard])
+    Ok(shards)
 }
 
 fn build_chunks(

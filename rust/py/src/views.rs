@@ -26,25 +26,13 @@ fn manifest_vocab(dir: &Path, m: &Manifest) -> Result<MaskVocab> {
         ids[name]
             .as_u64()
             .and_then(|x| u32::try_from(x).ok())
-            .ok_or_else(|| {
-                Error::format(
-                    &path,
-                    format!("tokenizer.special_ids.{name} is missing or not an id"),
-                )
-            })
+            .ok_or_else(|| Error::format(&path, format!("tokenizer.special_ids.{name} is missing or not an id")))
     };
     let vocab_size = m.tokenizer["vocab_size"]
         .as_u64()
         .and_then(|x| u32::try_from(x).ok())
         .ok_or_else(|| Error::format(&path, "tokenizer.vocab_size is missing or not a number"))?;
-    Ok(MaskVocab::from_specials(
-        get("pad")?,
-        get("unk")?,
-        get("cls")?,
-        get("sep")?,
-        get("mask")?,
-        vocab_size,
-    ))
+    Ok(MaskVocab::from_specials(get("pad")?, get("unk")?, get("cls")?, get("sep")?, get("mask")?, vocab_size))
 }
 
 fn open(dir: &Path) -> Result<(MmapCorpus, MaskVocab)> {
@@ -114,11 +102,7 @@ fn mlm_view_py<'py>(
     Ok(view.starts.into_pyarray(py))
 }
 
-fn rows_array<'py>(
-    py: Python<'py>,
-    rows: Vec<u32>,
-    seq_len: usize,
-) -> PyResult<Bound<'py, PyArray2<u32>>> {
+fn rows_array<'py>(py: Python<'py>, rows: Vec<u32>, seq_len: usize) -> PyResult<Bound<'py, PyArray2<u32>>> {
     let n = rows.len() / seq_len;
     rows.into_pyarray(py).reshape([n, seq_len])
 }
@@ -160,11 +144,7 @@ impl PyMlmStream {
         py.detach(|| -> Result<_> {
             let (corpus, vocab) = open(&dataset)?;
             let stream = TokenStream::new(&corpus);
-            Ok(PyMlmStream {
-                corpus,
-                vocab,
-                stream,
-            })
+            Ok(PyMlmStream { corpus, vocab, stream })
         })
         .py_err()
     }
@@ -196,8 +176,7 @@ impl PyMlmStream {
     ) -> PyResult<Bound<'py, PyArray2<u32>>> {
         check_seq_len(seq_len).py_err()?;
         let starts: Vec<u64> = starts.as_array().to_vec();
-        let rows = py
-            .detach(|| mlm::mlm_rows_of(&self.corpus, &self.stream, &starts, seq_len, &self.vocab));
+        let rows = py.detach(|| mlm::mlm_rows_of(&self.corpus, &self.stream, &starts, seq_len, &self.vocab));
         rows_array(py, rows, seq_len)
     }
 }
@@ -206,11 +185,7 @@ impl PyMlmStream {
 /// (uint64; chunks of document d are `document_offsets[d] : document_offsets[d + 1]`).
 #[pyfunction(name = "chunk_view")]
 #[pyo3(signature = (dataset, chunk_size=256))]
-fn chunk_view_py<'py>(
-    py: Python<'py>,
-    dataset: PathBuf,
-    chunk_size: usize,
-) -> PyResult<Bound<'py, PyDict>> {
+fn chunk_view_py<'py>(py: Python<'py>, dataset: PathBuf, chunk_size: usize) -> PyResult<Bound<'py, PyDict>> {
     check_chunk_size(chunk_size).py_err()?;
     let (starts, ends, dofs) = py
         .detach(|| -> Result<_> {

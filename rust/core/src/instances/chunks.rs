@@ -26,12 +26,7 @@ pub fn check_chunk_size(chunk_size: usize) -> Result<()> {
 
 /// Append the token ranges (without specials) of document `d`'s chunks to `out`. A `chunk_size`
 /// of 1 or 2 (rejected by [`check_chunk_size`]) is treated as 3.
-pub fn doc_chunk_ranges(
-    corpus: &dyn CorpusView,
-    d: usize,
-    chunk_size: usize,
-    out: &mut Vec<Range<u64>>,
-) {
+pub fn doc_chunk_ranges(corpus: &dyn CorpusView, d: usize, chunk_size: usize, out: &mut Vec<Range<u64>>) {
     if chunk_size == 0 {
         for s in corpus.doc_sentences(d) {
             let r = corpus.sentence_tokens(s);
@@ -52,17 +47,8 @@ pub fn doc_chunk_ranges(
 }
 
 /// Chunks of documents `docs`, wrapped `[CLS] piece [SEP]`; offsets local (start at 0).
-pub fn chunk_instances(
-    corpus: &dyn CorpusView,
-    docs: Range<usize>,
-    chunk_size: usize,
-    vocab: &MaskVocab,
-) -> Chunks {
-    let mut out = Chunks {
-        offsets: vec![0],
-        document_offsets: vec![0],
-        ..Default::default()
-    };
+pub fn chunk_instances(corpus: &dyn CorpusView, docs: Range<usize>, chunk_size: usize, vocab: &MaskVocab) -> Chunks {
+    let mut out = Chunks { offsets: vec![0], document_offsets: vec![0], ..Default::default() };
     let mut ranges = Vec::new();
     for d in docs {
         ranges.clear();

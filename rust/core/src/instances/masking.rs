@@ -19,11 +19,7 @@ use crate::rng::Rng;
 /// Python's `max(1, round(n · p))` capped at `max_pred`, with round-half-even (`round(4.5) == 4`).
 pub fn num_to_predict(n_tokens: usize, masked_lm_prob: f64, max_pred: usize) -> usize {
     let r = (n_tokens as f64 * masked_lm_prob).round_ties_even();
-    let r = if r.is_finite() && r > 0.0 {
-        r as usize
-    } else {
-        0
-    };
+    let r = if r.is_finite() && r > 0.0 { r as usize } else { 0 };
     max_pred.min(r.max(1))
 }
 
@@ -58,11 +54,7 @@ impl<'v> Masker<'v> {
 
     #[inline]
     fn is_cont(&self, id: u32) -> bool {
-        self.vocab
-            .is_continuation
-            .get(id as usize)
-            .copied()
-            .unwrap_or(false)
+        self.vocab.is_continuation.get(id as usize).copied().unwrap_or(false)
     }
 
     #[inline]
@@ -79,13 +71,7 @@ impl<'v> Masker<'v> {
         }
         loop {
             let id = rng.below(v) as u32;
-            if !self
-                .vocab
-                .is_special
-                .get(id as usize)
-                .copied()
-                .unwrap_or(false)
-            {
+            if !self.vocab.is_special.get(id as usize).copied().unwrap_or(false) {
                 return id;
             }
         }
@@ -257,8 +243,7 @@ mod tests {
         let v = vocab(2000);
         let c = cfg(wwm, fixed);
         let mut m = Masker::new(&c, &v);
-        let (mut n_mask, mut n_keep, mut n_rand, mut mixed_words, mut special_rand) =
-            (0, 0, 0, 0, 0);
+        let (mut n_mask, mut n_keep, mut n_rand, mut mixed_words, mut special_rand) = (0, 0, 0, 0, 0);
         for k in 0..4000u64 {
             let mut rng = Rng::keyed(9, Purpose::Test, &[k]);
             // Words: a head (10..900) followed by 0..3 `##` pieces.

@@ -31,14 +31,10 @@ pub const MAX_SEQ_LEN: usize = 1 << 20;
 /// [`MAX_SEQ_LEN`].
 pub fn check_seq_len(seq_len: usize) -> Result<()> {
     if seq_len > MAX_SEQ_LEN {
-        return Err(Error::config(format!(
-            "seq_len must be at most {MAX_SEQ_LEN}, got {seq_len}"
-        )));
+        return Err(Error::config(format!("seq_len must be at most {MAX_SEQ_LEN}, got {seq_len}")));
     }
     if seq_len < 3 {
-        return Err(Error::config(format!(
-            "seq_len must be at least 3 ([CLS] + tokens + [SEP]), got {seq_len}"
-        )));
+        return Err(Error::config(format!("seq_len must be at least 3 ([CLS] + tokens + [SEP]), got {seq_len}")));
     }
     Ok(())
 }
@@ -65,10 +61,7 @@ impl TokenStream {
             }
             seen_nonempty = true;
         }
-        TokenStream {
-            separators,
-            n_tokens: corpus.n_tokens(),
-        }
+        TokenStream { separators, n_tokens: corpus.n_tokens() }
     }
 
     /// Stream length: tokens plus separators.
@@ -81,14 +74,7 @@ impl TokenStream {
     }
 
     /// Append `stream[start .. start + n]` (clipped to the stream's end) to `out`.
-    pub fn fill(
-        &self,
-        corpus: &dyn CorpusView,
-        start: u64,
-        n: usize,
-        sep: u32,
-        out: &mut Vec<u32>,
-    ) {
+    pub fn fill(&self, corpus: &dyn CorpusView, start: u64, n: usize, sep: u32, out: &mut Vec<u32>) {
         let end = start.saturating_add(n as u64).min(self.len());
         let mut p = start;
         let mut m = self.separators.partition_point(|&x| x < p);
@@ -110,14 +96,7 @@ impl TokenStream {
     /// Append the row `[CLS] + stream[start .. start + seq_len − 2] + [SEP]`; a row running past
     /// the end of the stream is padded with `vocab.pad` before the [SEP]. (`seq_len < 3` gives
     /// `[CLS] [SEP]`; see [`check_seq_len`].)
-    pub fn row(
-        &self,
-        corpus: &dyn CorpusView,
-        start: u64,
-        seq_len: usize,
-        vocab: &MaskVocab,
-        out: &mut Vec<u32>,
-    ) {
+    pub fn row(&self, corpus: &dyn CorpusView, start: u64, seq_len: usize, vocab: &MaskVocab, out: &mut Vec<u32>) {
         let begin = out.len();
         out.push(vocab.cls);
         self.fill(corpus, start, seq_len.saturating_sub(2), vocab.sep, out);
@@ -136,16 +115,14 @@ pub fn mlm_instances(corpus: &dyn CorpusView, seq_len: usize, vocab: &MaskVocab)
     let piece = (seq_len - 2) as u64;
     let n_rows = (stream.len() / piece) as usize;
     let mut out = vec![0u32; n_rows * seq_len];
-    out.par_chunks_mut(ROWS_PER_BLOCK * seq_len)
-        .enumerate()
-        .for_each(|(b, chunk)| {
-            let mut buf = Vec::with_capacity(chunk.len());
-            let first = b * ROWS_PER_BLOCK;
-            for r in 0..chunk.len() / seq_len {
-                stream.row(corpus, (first + r) as u64 * piece, seq_len, vocab, &mut buf);
-            }
-            chunk.copy_from_slice(&buf);
-        });
+    out.par_chunks_mut(ROWS_PER_BLOCK * seq_len).enumerate().for_each(|(b, chunk)| {
+        let mut buf = Vec::with_capacity(chunk.len());
+        let first = b * ROWS_PER_BLOCK;
+        for r in 0..chunk.len() / seq_len {
+            stream.row(corpus, (first + r) as u64 * piece, seq_len, vocab, &mut buf);
+        }
+        chunk.copy_from_slice(&buf);
+    });
     out
 }
 
@@ -169,34 +146,17 @@ pub fn mlm_view(corpus: &dyn CorpusView, seq_len: usize, seed: u64, epoch: u64) 
 /// [`mlm_view`] for an already built stream.
 pub fn mlm_view_of(stream: &TokenStream, seq_len: usize, seed: u64, epoch: u64) -> MlmView {
     if check_seq_len(seq_len).is_err() {
-        return MlmView {
-            seq_len,
-            stream_len: stream.len(),
-            ..Default::default()
-        };
+        return MlmView { seq_len, stream_len: stream.len(), ..Default::default() };
     }
     let piece = (seq_len - 2) as u64;
     let shift = Rng::keyed(seed, Purpose::MlmView, &[epoch]).below(piece);
     let n_rows = stream.len().saturating_sub(shift) / piece;
-    let starts = permutation(n_rows, seed, epoch)
-        .into_iter()
-        .map(|k| shift + k * piece)
-        .collect();
-    MlmView {
-        seq_len,
-        shift,
-        stream_len: stream.len(),
-        starts,
-    }
+    let starts = permutation(n_rows, seed, epoch).into_iter().map(|k| shift + k * piece).collect();
+    MlmView { seq_len, shift, stream_len: stream.len(), starts }
 }
 
 /// Rows for the given stream starts, `[starts.len(), seq_len]` row-major (see [`TokenStream::row`]).
-pub fn mlm_rows(
-    corpus: &dyn CorpusView,
-    starts: &[u64],
-    seq_len: usize,
-    vocab: &MaskVocab,
-) -> Vec<u32> {
+pub fn mlm_rows(corpus: &dyn CorpusView, starts: &[u64], seq_len: usize, vocab: &MaskVocab) -> Vec<u32> {
     let stream = TokenStream::new(corpus);
     mlm_rows_of(corpus, &stream, starts, seq_len, vocab)
 }

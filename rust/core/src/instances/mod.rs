@@ -86,54 +86,25 @@ pub struct Chunks {
 impl MaskVocab {
     /// A vocabulary description from the special ids alone (no `##` information): enough for
     /// views, which never mask. `is_special` marks the given ids.
-    pub fn from_specials(
-        pad: u32,
-        unk: u32,
-        cls: u32,
-        sep: u32,
-        mask: u32,
-        vocab_size: u32,
-    ) -> Self {
+    pub fn from_specials(pad: u32, unk: u32, cls: u32, sep: u32, mask: u32, vocab_size: u32) -> Self {
         let mut is_special = vec![false; vocab_size as usize];
         for id in [pad, unk, cls, sep, mask] {
             if let Some(x) = is_special.get_mut(id as usize) {
                 *x = true;
             }
         }
-        MaskVocab {
-            pad,
-            cls,
-            sep,
-            mask,
-            vocab_size,
-            is_continuation: vec![false; vocab_size as usize],
-            is_special,
-        }
+        MaskVocab { pad, cls, sep, mask, vocab_size, is_continuation: vec![false; vocab_size as usize], is_special }
     }
 
     /// From the vocabulary's tokens in id order: `##` prefixes mark continuations; `[...]` tokens
     /// (`[PAD]`, `[unused0]`, ...) are special.
-    pub fn from_tokens<'a>(
-        tokens: impl IntoIterator<Item = &'a str>,
-        pad: u32,
-        cls: u32,
-        sep: u32,
-        mask: u32,
-    ) -> Self {
+    pub fn from_tokens<'a>(tokens: impl IntoIterator<Item = &'a str>, pad: u32, cls: u32, sep: u32, mask: u32) -> Self {
         let (mut is_continuation, mut is_special) = (Vec::new(), Vec::new());
         for t in tokens {
             is_continuation.push(t.starts_with("##") && t.len() > 2);
             is_special.push(t.len() > 2 && t.starts_with('[') && t.ends_with(']'));
         }
-        MaskVocab {
-            pad,
-            cls,
-            sep,
-            mask,
-            vocab_size: is_special.len() as u32,
-            is_continuation,
-            is_special,
-        }
+        MaskVocab { pad, cls, sep, mask, vocab_size: is_special.len() as u32, is_continuation, is_special }
     }
 }
 
@@ -153,14 +124,9 @@ impl NspInstances {
             self.offsets.push(0);
             self.masked_offsets.push(0);
         }
-        let (t, m) = (
-            self.input_ids.len() as u64,
-            self.masked_positions.len() as u64,
-        );
-        self.offsets
-            .extend(other.offsets.iter().skip(1).map(|o| o + t));
-        self.masked_offsets
-            .extend(other.masked_offsets.iter().skip(1).map(|o| o + m));
+        let (t, m) = (self.input_ids.len() as u64, self.masked_positions.len() as u64);
+        self.offsets.extend(other.offsets.iter().skip(1).map(|o| o + t));
+        self.masked_offsets.extend(other.masked_offsets.iter().skip(1).map(|o| o + m));
         self.input_ids.extend(other.input_ids);
         self.segment_a_lengths.extend(other.segment_a_lengths);
         self.next_sentence_labels.extend(other.next_sentence_labels);
@@ -171,10 +137,7 @@ impl NspInstances {
     /// Instance `i`: (tokens, |[CLS] A [SEP]|, label, masked positions, masked original ids).
     pub fn get(&self, i: usize) -> (&[u32], u16, u8, &[u16], &[u32]) {
         let (s, e) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
-        let (ms, me) = (
-            self.masked_offsets[i] as usize,
-            self.masked_offsets[i + 1] as usize,
-        );
+        let (ms, me) = (self.masked_offsets[i] as usize, self.masked_offsets[i + 1] as usize);
         (
             &self.input_ids[s..e],
             self.segment_a_lengths[i],

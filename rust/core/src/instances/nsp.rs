@@ -58,16 +58,10 @@ impl NspConfig {
             )));
         }
         if !(0.0..=1.0).contains(&self.short_seq_prob) {
-            return Err(Error::config(format!(
-                "short_seq_prob must be in [0, 1], got {}",
-                self.short_seq_prob
-            )));
+            return Err(Error::config(format!("short_seq_prob must be in [0, 1], got {}", self.short_seq_prob)));
         }
         if !(0.0..=1.0).contains(&self.masked_lm_prob) {
-            return Err(Error::config(format!(
-                "masked_lm_prob must be in [0, 1], got {}",
-                self.masked_lm_prob
-            )));
+            return Err(Error::config(format!("masked_lm_prob must be in [0, 1], got {}", self.masked_lm_prob)));
         }
         Ok(())
     }
@@ -98,11 +92,7 @@ impl NspContext {
             }
         }
         starts.push(pairs.len());
-        NspContext {
-            docs: pairs.into_iter().map(|p| p.1).collect(),
-            sources,
-            starts,
-        }
+        NspContext { docs: pairs.into_iter().map(|p| p.1).collect(), sources, starts }
     }
 
     fn same_source(&self, source: u32) -> &[u32] {
@@ -112,13 +102,7 @@ impl NspContext {
         }
     }
 
-    fn random_document(
-        &self,
-        corpus: &dyn CorpusView,
-        d: usize,
-        fixed: bool,
-        rng: &mut Rng,
-    ) -> usize {
+    fn random_document(&self, corpus: &dyn CorpusView, d: usize, fixed: bool, rng: &mut Rng) -> usize {
         if fixed {
             let n = self.docs.len() as u64;
             if n <= 1 {
@@ -190,11 +174,7 @@ pub(crate) fn doc_pairs(
         cur_len += segs[i].end - segs[i].start;
         if i == n - 1 || cur_len >= target {
             let clen = i + 1 - chunk_start;
-            let a_end = if clen >= 2 {
-                rng.randint(1, clen as u64 - 1) as usize
-            } else {
-                1
-            };
+            let a_end = if clen >= 2 { rng.randint(1, clen as u64 - 1) as usize } else { 1 };
             let a_full = segs[chunk_start].start..segs[chunk_start + a_end - 1].end;
             let random_next = clen == 1 || rng.random() < 0.5;
             let (b_full, b_doc) = if random_next {
@@ -224,14 +204,7 @@ pub(crate) fn doc_pairs(
             let (mut a, mut b) = (a_full.clone(), b_full.clone());
             truncate_seq_pair(&mut a, &mut b, max_num, rng);
             if !a.is_empty() && !b.is_empty() {
-                emit(&Pair {
-                    a,
-                    b,
-                    a_full,
-                    b_full,
-                    random_next,
-                    b_doc,
-                });
+                emit(&Pair { a, b, a_full, b_full, random_next, b_doc });
             }
             chunk_start = i + 1;
             cur_len = 0;
@@ -283,11 +256,7 @@ pub fn nsp_instances_with(
     cfg: &NspConfig,
     vocab: &MaskVocab,
 ) -> NspInstances {
-    let mut out = NspInstances {
-        offsets: vec![0],
-        masked_offsets: vec![0],
-        ..Default::default()
-    };
+    let mut out = NspInstances { offsets: vec![0], masked_offsets: vec![0], ..Default::default() };
     if cfg.validate().is_err() {
         return out;
     }
@@ -338,10 +307,8 @@ pub fn nsp_instances_parallel(
             s = e;
         }
     }
-    let parts: Vec<NspInstances> = items
-        .into_par_iter()
-        .map(|(pass, r)| nsp_instances_with(corpus, &ctx, r, pass, cfg, vocab))
-        .collect();
+    let parts: Vec<NspInstances> =
+        items.into_par_iter().map(|(pass, r)| nsp_instances_with(corpus, &ctx, r, pass, cfg, vocab)).collect();
     let mut out = NspInstances::default();
     for p in parts {
         out.append(p);
@@ -358,9 +325,7 @@ pub fn nsp_instances_parallel(
 pub fn nsp_pairs(corpus: &dyn CorpusView, cfg: &NspConfig, epoch: u64) -> NspPairs {
     let ctx = NspContext::new(corpus);
     let n = corpus.n_documents();
-    let blocks: Vec<Range<usize>> = (0..n.div_ceil(BLOCK))
-        .map(|b| b * BLOCK..((b + 1) * BLOCK).min(n))
-        .collect();
+    let blocks: Vec<Range<usize>> = (0..n.div_ceil(BLOCK)).map(|b| b * BLOCK..((b + 1) * BLOCK).min(n)).collect();
     let parts: Vec<NspPairs> = blocks
         .into_par_iter()
         .map(|r| {

@@ -6,9 +6,7 @@ use std::ops::Range;
 use crate::corpus::{CorpusView, MemCorpus};
 use crate::instances::chunks::{chunk_instances, chunk_view, MAX_SENTENCE_TOKENS};
 use crate::instances::mlm::{mlm_instances, mlm_rows, mlm_view, TokenStream};
-use crate::instances::nsp::{
-    doc_pairs, nsp_instances, nsp_instances_parallel, nsp_pairs, NspContext, Pair,
-};
+use crate::instances::nsp::{doc_pairs, nsp_instances, nsp_instances_parallel, nsp_pairs, NspContext, Pair};
 use crate::instances::{MaskVocab, NspConfig, NspInstances};
 use crate::rng::{Purpose, Rng};
 
@@ -79,9 +77,7 @@ fn all_pairs(c: &MemCorpus, cfg: &NspConfig, pass: u64) -> (Vec<(usize, Pair)>, 
     let mut shorts = 0;
     for d in 0..c.n_documents() {
         let mut rng = Rng::keyed(cfg.seed, Purpose::NspDocument, &[pass, d as u64]);
-        let short = doc_pairs(c, &ctx, d, cfg, &mut rng, &mut segs, |p| {
-            out.push((d, p.clone()))
-        });
+        let short = doc_pairs(c, &ctx, d, cfg, &mut rng, &mut segs, |p| out.push((d, p.clone())));
         shorts += short as usize;
     }
     (out, shorts)
@@ -107,10 +103,7 @@ fn nsp_same_output_for_any_split_and_thread_count() {
         }
         assert_eq!(sequential, split);
         for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let par = pool.install(|| nsp_instances_parallel(&c, 0..300, &cfg, &v));
             assert_eq!(sequential, par, "threads={threads}");
         }
@@ -118,10 +111,7 @@ fn nsp_same_output_for_any_split_and_thread_count() {
         // Another seed gives other instances.
         let mut other = cfg.clone();
         other.seed += 1;
-        assert_ne!(
-            nsp_instances(&c, 0..300, 0, &other, &v),
-            nsp_instances(&c, 0..300, 0, &cfg, &v)
-        );
+        assert_ne!(nsp_instances(&c, 0..300, 0, &other, &v), nsp_instances(&c, 0..300, 0, &cfg, &v));
     }
 }
 
@@ -152,20 +142,14 @@ fn nsp_instance_structure_and_masks_match_pairs() {
                 orig.extend(tokens(&c, pairs.b_start[i]..pairs.b_end[i]));
                 orig.push(v.sep);
                 assert_eq!(orig.len(), t.len());
-                assert_eq!(
-                    orig.len() - sa,
-                    (pairs.b_end[i] - pairs.b_start[i]) as usize + 1
-                );
+                assert_eq!(orig.len() - sa, (pairs.b_end[i] - pairs.b_start[i]) as usize + 1);
                 assert_eq!((t[0], t[sa - 1], t[t.len() - 1]), (v.cls, v.sep, v.sep));
                 assert!(pos.len() <= cfg.max_predictions_per_seq);
                 assert!(!pos.is_empty());
                 assert!(pos.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
                 for (&p, &id) in pos.iter().zip(ids) {
                     let p = p as usize;
-                    assert!(
-                        p != 0 && p != sa - 1 && p != t.len() - 1,
-                        "specials never masked"
-                    );
+                    assert!(p != 0 && p != sa - 1 && p != t.len() - 1, "specials never masked");
                     assert_eq!(id, orig[p]);
                 }
                 for (j, (&x, &o)) in t.iter().zip(&orig).enumerate() {
@@ -174,8 +158,7 @@ fn nsp_instance_structure_and_masks_match_pairs() {
                     }
                 }
                 if !wwm {
-                    let want = crate::instances::masking::num_to_predict(t.len(), 0.15, 20)
-                        .min(t.len() - 3);
+                    let want = crate::instances::masking::num_to_predict(t.len(), 0.15, 20).min(t.len() - 3);
                     assert_eq!(pos.len(), want);
                 }
             }
@@ -193,10 +176,7 @@ fn nsp_statistics_random_next_and_short_targets() {
     let rate = random / n;
     assert!(rate > 0.52 && rate < 0.65, "random-next rate {rate}");
     let short_share = shorts as f64 / c.n_documents() as f64;
-    assert!(
-        (short_share - 0.1).abs() < 0.015,
-        "short share {short_share}"
-    );
+    assert!((short_share - 0.1).abs() < 0.015, "short share {short_share}");
     // Lengths: |A| + |B| <= L − 3, truncated ranges inside the untruncated ones.
     let max_num = (cfg.max_seq_length - 3) as u64;
     let mut truncated = 0;
@@ -252,10 +232,7 @@ fn nsp_negatives_same_source_faithful_any_other_doc_fixed() {
     for d in 0..400 {
         let s: Vec<&[u32]> = base
             .doc_sentences(d)
-            .map(|s| {
-                &base.tokens
-                    [base.sentence_offsets[s] as usize..base.sentence_offsets[s + 1] as usize]
-            })
+            .map(|s| &base.tokens[base.sentence_offsets[s] as usize..base.sentence_offsets[s + 1] as usize])
             .collect();
         let source = match d {
             0..200 => 0,
@@ -270,10 +247,7 @@ fn nsp_negatives_same_source_faithful_any_other_doc_fixed() {
         assert_eq!(c.doc_source(*d), c.doc_source(p.b_doc));
         if *d == 200 {
             lonely += 1;
-            assert_eq!(
-                p.b_doc, 200,
-                "QUIRK: the only document of its file is its own negative"
-            );
+            assert_eq!(p.b_doc, 200, "QUIRK: the only document of its file is its own negative");
         }
     }
     assert!(lonely > 0);
@@ -336,10 +310,7 @@ fn corpus_with_empty_docs() -> MemCorpus {
         }
         let s: Vec<&[u32]> = base
             .doc_sentences(d)
-            .map(|s| {
-                &base.tokens
-                    [base.sentence_offsets[s] as usize..base.sentence_offsets[s + 1] as usize]
-            })
+            .map(|s| &base.tokens[base.sentence_offsets[s] as usize..base.sentence_offsets[s + 1] as usize])
             .collect();
         c.push_document(s, 0);
     }
@@ -385,10 +356,7 @@ fn mlm_view_is_a_keyed_shifted_permutation() {
     let mut sorted = view.starts.clone();
     sorted.sort_unstable();
     let n = (stream.len() as u64 - view.shift) / piece;
-    assert_eq!(
-        sorted,
-        (0..n).map(|k| view.shift + k * piece).collect::<Vec<_>>()
-    );
+    assert_eq!(sorted, (0..n).map(|k| view.shift + k * piece).collect::<Vec<_>>());
     assert_ne!(sorted, view.starts, "visiting order is permuted");
     assert_eq!(view, mlm_view(&c, seq_len, 7, 0));
     let shifts: HashSet<u64> = (0..20).map(|e| mlm_view(&c, seq_len, 7, e).shift).collect();
@@ -423,10 +391,7 @@ fn chunks_token_mode_and_sentence_mode() {
         for k in 0..starts.len() {
             let piece = &ch.input_ids[ch.offsets[k] as usize..ch.offsets[k + 1] as usize];
             assert_eq!((piece[0], piece[piece.len() - 1]), (v.cls, v.sep));
-            assert_eq!(
-                &piece[1..piece.len() - 1],
-                &tokens(&c, starts[k]..ends[k])[..]
-            );
+            assert_eq!(&piece[1..piece.len() - 1], &tokens(&c, starts[k]..ends[k])[..]);
             assert!(ends[k] > starts[k]);
         }
         for d in 0..nd {
@@ -442,11 +407,8 @@ fn chunks_token_mode_and_sentence_mode() {
                 }
                 assert_eq!(pos, c.doc_tokens(d).end);
             } else {
-                let sents: Vec<Range<u64>> = c
-                    .doc_sentences(d)
-                    .map(|s| c.sentence_tokens(s))
-                    .filter(|r| !r.is_empty())
-                    .collect();
+                let sents: Vec<Range<u64>> =
+                    c.doc_sentences(d).map(|s| c.sentence_tokens(s)).filter(|r| !r.is_empty()).collect();
                 assert_eq!(ks.len(), sents.len());
                 for (k, r) in ks.zip(sents) {
                     assert_eq!(starts[k], r.start);
@@ -456,11 +418,7 @@ fn chunks_token_mode_and_sentence_mode() {
         }
     }
     let (s, e, _) = chunk_view(&c, 0);
-    assert_eq!(
-        e.last().unwrap() - s.last().unwrap(),
-        510,
-        "long sentence truncated"
-    );
+    assert_eq!(e.last().unwrap() - s.last().unwrap(), 510, "long sentence truncated");
     let sub = chunk_instances(&c, 5..9, 10, &v);
     assert_eq!(sub.document_offsets.len(), 5);
     assert!(crate::instances::chunks::check_chunk_size(2).is_err());
@@ -485,10 +443,7 @@ fn nsp_speed() {
         assert!(!inst.is_empty());
     }
     times.sort_by(f64::total_cmp);
-    eprintln!(
-        "nsp_instances: {n_tokens} tokens, 1 pass, median {:.3}s (1 thread)",
-        times[2]
-    );
+    eprintln!("nsp_instances: {n_tokens} tokens, 1 pass, median {:.3}s (1 thread)", times[2]);
 }
 
 /// Timing on a real dataset: `BERTKIT_BENCH_DATASET=<dataset dir> BERTKIT_DATA=<dir with vocab.txt>
@@ -496,10 +451,7 @@ fn nsp_speed() {
 #[test]
 #[ignore]
 fn nsp_speed_real() {
-    let (Ok(ds), Ok(data)) = (
-        std::env::var("BERTKIT_BENCH_DATASET"),
-        std::env::var("BERTKIT_DATA"),
-    ) else {
+    let (Ok(ds), Ok(data)) = (std::env::var("BERTKIT_BENCH_DATASET"), std::env::var("BERTKIT_DATA")) else {
         eprintln!("BERTKIT_BENCH_DATASET / BERTKIT_DATA not set");
         return;
     };
@@ -519,11 +471,7 @@ fn nsp_speed_real() {
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
-        let random = inst
-            .next_sentence_labels
-            .iter()
-            .map(|&x| x as usize)
-            .sum::<usize>();
+        let random = inst.next_sentence_labels.iter().map(|&x| x as usize).sum::<usize>();
         eprintln!(
             "wwm={wwm} fixed={fixed}: {} tokens -> {} instances ({:.1} tokens avg, {:.1} masked avg, random-next {:.3}), 1 pass, median {:.3}s (1 thread)",
             c.n_tokens(),
