@@ -4,9 +4,12 @@
 /// How an abbreviation followed by a period behaves before the next word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Abbrev {
-    /// Titles and the like that precede a name or number: "Mr. Smith", "Mt. Fuji", "St. Michael",
-    /// "vs. Jones", "e.g. Paris". Never a boundary before a capitalised word or a number.
+    /// Titles and the like that precede a name: "Mr. Smith", "Mt. Fuji", "St. Michael". Not a
+    /// boundary before a number or a capitalised word, unless that word commonly starts a
+    /// sentence ("... the FT. But").
     Prepositive,
+    /// Connectives that always continue the sentence: "vs. Jones", "e.g. Paris", "cf. Smith".
+    Connective,
     /// Used before numbers: "No. 5", "p. 55", "Fig. 3", "Jan. 12". Not a boundary before a
     /// number; before a capitalised word it is an ordinary word ("He said no. Then ...").
     Numeric,
@@ -28,7 +31,7 @@ pub fn abbreviation(lower: &[u8]) -> Option<Abbrev> {
         }
         // Latin and connective abbreviations that continue the sentence
         b"vs" | b"v" | b"cf" | b"viz" | b"approx" | b"ca" | b"incl" | b"esp" | b"resp" | b"sc"
-        | b"e.g" | b"i.e" | b"a.k.a" | b"aka" => Prepositive,
+        | b"e.g" | b"i.e" | b"a.k.a" | b"aka" => Connective,
         // before numbers
         b"no" | b"nos" | b"nr" | b"n\xc2\xb0" | b"art" | b"arts" | b"fig" | b"figs" | b"vol"
         | b"vols" | b"p" | b"pp" | b"ch" | b"chap" | b"sec" | b"secs" | b"para" | b"paras"
@@ -142,7 +145,6 @@ pub fn is_sentence_starter(word: &[u8]) -> bool {
             | b"Will"
             | b"Would"
             | b"Should"
-            | b"May"
             | b"Might"
             | b"Must"
             | b"Let"

@@ -186,6 +186,14 @@ mod tests {
             rules("\"It's late,\" Gov. Hale said."),
             ["\"It's late,\" Gov. Hale said."]
         );
+        assert_eq!(
+            rules("I read it in the FT. But nobody else did."),
+            ["I read it in the FT.", "But nobody else did."]
+        );
+        assert_eq!(
+            rules("Mrs. May spoke. Smith vs. The State was cited."),
+            ["Mrs. May spoke.", "Smith vs. The State was cited."]
+        );
     }
 
     #[test]

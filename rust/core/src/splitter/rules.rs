@@ -565,7 +565,13 @@ impl Rules<'_, '_> {
             _ => Split::After,
         };
         match abbreviation(lower) {
-            Some(Abbrev::Prepositive) => return Split::No,
+            Some(Abbrev::Connective) => return Split::No,
+            Some(Abbrev::Prepositive) => {
+                return match class {
+                    Class::Upper if self.starter_at(k) => Split::After,
+                    _ => Split::No,
+                };
+            }
             Some(Abbrev::Numeric) if class == Class::Digit => return Split::No,
             Some(Abbrev::Other) => return starter_rule(),
             _ => {}
