@@ -8,9 +8,7 @@ use crate::errors::IntoPy;
 
 fn parse_kind(name: &str) -> bertkit_core::Result<SplitterKind> {
     SplitterKind::parse(name).ok_or_else(|| {
-        Error::config(format!(
-            "unknown sentence splitter {name:?}: expected one of \"rules\", \"lines\", \"none\""
-        ))
+        Error::config(format!("unknown sentence splitter {name:?}: expected one of \"rules\", \"lines\", \"none\""))
     })
 }
 

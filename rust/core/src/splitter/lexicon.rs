@@ -23,31 +23,27 @@ pub fn abbreviation(lower: &[u8]) -> Option<Abbrev> {
     use Abbrev::*;
     Some(match lower {
         // titles, ranks, places before a name
-        b"mr" | b"mrs" | b"ms" | b"messrs" | b"mme" | b"mlle" | b"dr" | b"prof" | b"rev"
-        | b"hon" | b"fr" | b"st" | b"mt" | b"ft" | b"gen" | b"gov" | b"sen" | b"sens" | b"rep"
-        | b"reps" | b"capt" | b"col" | b"lt" | b"sgt" | b"cpl" | b"pvt" | b"maj" | b"adm"
-        | b"cmdr" | b"cdr" | b"brig" | b"supt" | b"insp" | b"pres" | b"supr" | b"amb" | b"atty" => {
-            Prepositive
-        }
+        b"mr" | b"mrs" | b"ms" | b"messrs" | b"mme" | b"mlle" | b"dr" | b"prof" | b"rev" | b"hon" | b"fr" | b"st"
+        | b"mt" | b"ft" | b"gen" | b"gov" | b"sen" | b"sens" | b"rep" | b"reps" | b"capt" | b"col" | b"lt" | b"sgt"
+        | b"cpl" | b"pvt" | b"maj" | b"adm" | b"cmdr" | b"cdr" | b"brig" | b"supt" | b"insp" | b"pres" | b"supr"
+        | b"amb" | b"atty" => Prepositive,
         // Latin and connective abbreviations that continue the sentence
-        b"vs" | b"v" | b"cf" | b"viz" | b"approx" | b"ca" | b"incl" | b"esp" | b"resp" | b"sc"
-        | b"e.g" | b"i.e" | b"a.k.a" | b"aka" => Connective,
+        b"vs" | b"v" | b"cf" | b"viz" | b"approx" | b"ca" | b"incl" | b"esp" | b"resp" | b"sc" | b"e.g" | b"i.e"
+        | b"a.k.a" | b"aka" => Connective,
         // before numbers
-        b"no" | b"nos" | b"nr" | b"n\xc2\xb0" | b"art" | b"arts" | b"fig" | b"figs" | b"vol"
-        | b"vols" | b"p" | b"pp" | b"ch" | b"chap" | b"sec" | b"secs" | b"para" | b"paras"
-        | b"tel" | b"op" | b"ex" | b"eq" | b"eqs" | b"ref" | b"refs" | b"tab" | b"pt" | b"pts"
-        | b"ed" | b"eds" | b"ps" | b"ver" | b"jan" | b"feb" | b"mar" | b"apr" | b"jun" | b"jul"
-        | b"aug" | b"sep" | b"sept" | b"oct" | b"nov" | b"dec" | b"mon" | b"tue" | b"tues"
-        | b"wed" | b"thu" | b"thur" | b"thurs" | b"fri" | b"sat" | b"sun" => Numeric,
+        b"no" | b"nos" | b"nr" | b"n\xc2\xb0" | b"art" | b"arts" | b"fig" | b"figs" | b"vol" | b"vols" | b"p"
+        | b"pp" | b"ch" | b"chap" | b"sec" | b"secs" | b"para" | b"paras" | b"tel" | b"op" | b"ex" | b"eq" | b"eqs"
+        | b"ref" | b"refs" | b"tab" | b"pt" | b"pts" | b"ed" | b"eds" | b"ps" | b"ver" | b"jan" | b"feb" | b"mar"
+        | b"apr" | b"jun" | b"jul" | b"aug" | b"sep" | b"sept" | b"oct" | b"nov" | b"dec" | b"mon" | b"tue"
+        | b"tues" | b"wed" | b"thu" | b"thur" | b"thurs" | b"fri" | b"sat" | b"sun" => Numeric,
         // phrase-final abbreviations
-        b"co" | b"jr" | b"sr" | b"corp" | b"inc" | b"ltd" | b"plc" | b"llc" | b"bros" | b"assn"
-        | b"assoc" | b"dept" | b"univ" | b"inst" | b"intl" | b"natl" | b"govt" | b"mfg"
-        | b"etc" | b"al" | b"ave" | b"blvd" | b"rd" | b"hwy" | b"pkwy" | b"sq" | b"esq"
-        | b"est" | b"dist" | b"div" | b"misc" | b"min" | b"max" | b"hr" | b"hrs" | b"mins"
-        | b"yr" | b"yrs" | b"mo" | b"mos" | b"wk" | b"wks" | b"oz" | b"lb" | b"lbs" | b"km"
-        | b"mi" | b"kg" | b"cm" | b"mm" | b"ala" | b"ariz" | b"calif" | b"colo" | b"conn"
-        | b"fla" | b"ga" | b"ky" | b"md" | b"mich" | b"minn" | b"neb" | b"nev" | b"okla"
-        | b"penn" | b"tenn" | b"tex" | b"va" | b"vt" | b"wis" | b"wyo" | b"dak" => Other,
+        b"co" | b"jr" | b"sr" | b"corp" | b"inc" | b"ltd" | b"plc" | b"llc" | b"bros" | b"assn" | b"assoc"
+        | b"dept" | b"univ" | b"inst" | b"intl" | b"natl" | b"govt" | b"mfg" | b"etc" | b"al" | b"ave" | b"blvd"
+        | b"rd" | b"hwy" | b"pkwy" | b"sq" | b"esq" | b"est" | b"dist" | b"div" | b"misc" | b"min" | b"max" | b"hr"
+        | b"hrs" | b"mins" | b"yr" | b"yrs" | b"mo" | b"mos" | b"wk" | b"wks" | b"oz" | b"lb" | b"lbs" | b"km"
+        | b"mi" | b"kg" | b"cm" | b"mm" | b"ala" | b"ariz" | b"calif" | b"colo" | b"conn" | b"fla" | b"ga" | b"ky"
+        | b"md" | b"mich" | b"minn" | b"neb" | b"nev" | b"okla" | b"penn" | b"tenn" | b"tex" | b"va" | b"vt"
+        | b"wis" | b"wyo" | b"dak" => Other,
         _ => return None,
     })
 }

@@ -111,19 +111,10 @@ mod tests {
 
     #[test]
     fn basic_terminals() {
-        assert_eq!(
-            rules("The cat sat. The dog ran."),
-            ["The cat sat.", "The dog ran."]
-        );
-        assert_eq!(
-            rules("Where were you? At home."),
-            ["Where were you?", "At home."]
-        );
+        assert_eq!(rules("The cat sat. The dog ran."), ["The cat sat.", "The dog ran."]);
+        assert_eq!(rules("Where were you? At home."), ["Where were you?", "At home."]);
         assert_eq!(rules("Stop! Look around."), ["Stop!", "Look around."]);
-        assert_eq!(
-            rules("Really?! No way!! Yes?? ok"),
-            ["Really?!", "No way!!", "Yes?? ok"]
-        );
+        assert_eq!(rules("Really?! No way!! Yes?? ok"), ["Really?!", "No way!!", "Yes?? ok"]);
         assert_eq!(rules("  no terminal at all  "), ["no terminal at all"]);
         assert_eq!(
             rules("Numbers start sentences too. 42 people came."),
@@ -133,59 +124,23 @@ mod tests {
 
     #[test]
     fn lower_case_word_does_not_start_a_sentence() {
-        assert_eq!(
-            rules("Ask the co. about it. Then leave."),
-            ["Ask the co. about it.", "Then leave."]
-        );
+        assert_eq!(rules("Ask the co. about it. Then leave."), ["Ask the co. about it.", "Then leave."]);
         assert_eq!(rules("The site Hoo! is down."), ["The site Hoo! is down."]);
-        assert_eq!(
-            rules("He said \"Stop.\" and left."),
-            ["He said \"Stop.\" and left."]
-        );
+        assert_eq!(rules("He said \"Stop.\" and left."), ["He said \"Stop.\" and left."]);
     }
 
     #[test]
     fn abbreviations() {
-        assert_eq!(
-            rules("Dr. Brown met Prof. Green at 9."),
-            ["Dr. Brown met Prof. Green at 9."]
-        );
-        assert_eq!(
-            rules("We climbed Mt. Rainier. It was cold."),
-            ["We climbed Mt. Rainier.", "It was cold."]
-        );
-        assert_eq!(
-            rules("See Fig. 4 and No. 12 on p. 7 today."),
-            ["See Fig. 4 and No. 12 on p. 7 today."]
-        );
-        assert_eq!(
-            rules("The answer is no. Maybe later."),
-            ["The answer is no.", "Maybe later."]
-        );
-        assert_eq!(
-            rules("Acme Inc. It grew fast."),
-            ["Acme Inc.", "It grew fast."]
-        );
-        assert_eq!(
-            rules("Acme Inc. Board members met."),
-            ["Acme Inc. Board members met."]
-        );
-        assert_eq!(
-            rules("Fruit, e.g. Apples, etc. They rot."),
-            ["Fruit, e.g. Apples, etc.", "They rot."]
-        );
-        assert_eq!(
-            rules("Met on Jan. 5 in Sen. Ward's office."),
-            ["Met on Jan. 5 in Sen. Ward's office."]
-        );
-        assert_eq!(
-            rules("Sam Cole Jr.'s car broke."),
-            ["Sam Cole Jr.'s car broke."]
-        );
-        assert_eq!(
-            rules("\"It's late,\" Gov. Hale said."),
-            ["\"It's late,\" Gov. Hale said."]
-        );
+        assert_eq!(rules("Dr. Brown met Prof. Green at 9."), ["Dr. Brown met Prof. Green at 9."]);
+        assert_eq!(rules("We climbed Mt. Rainier. It was cold."), ["We climbed Mt. Rainier.", "It was cold."]);
+        assert_eq!(rules("See Fig. 4 and No. 12 on p. 7 today."), ["See Fig. 4 and No. 12 on p. 7 today."]);
+        assert_eq!(rules("The answer is no. Maybe later."), ["The answer is no.", "Maybe later."]);
+        assert_eq!(rules("Acme Inc. It grew fast."), ["Acme Inc.", "It grew fast."]);
+        assert_eq!(rules("Acme Inc. Board members met."), ["Acme Inc. Board members met."]);
+        assert_eq!(rules("Fruit, e.g. Apples, etc. They rot."), ["Fruit, e.g. Apples, etc.", "They rot."]);
+        assert_eq!(rules("Met on Jan. 5 in Sen. Ward's office."), ["Met on Jan. 5 in Sen. Ward's office."]);
+        assert_eq!(rules("Sam Cole Jr.'s car broke."), ["Sam Cole Jr.'s car broke."]);
+        assert_eq!(rules("\"It's late,\" Gov. Hale said."), ["\"It's late,\" Gov. Hale said."]);
         assert_eq!(
             rules("I read it in the FT. But nobody else did."),
             ["I read it in the FT.", "But nobody else did."]
@@ -198,55 +153,25 @@ mod tests {
 
     #[test]
     fn multi_period_abbreviations() {
-        assert_eq!(
-            rules("She moved to the U.K. last May."),
-            ["She moved to the U.K. last May."]
-        );
-        assert_eq!(
-            rules("She moved to the U.K. Then she left."),
-            ["She moved to the U.K.", "Then she left."]
-        );
-        assert_eq!(
-            rules("The U.N. Security Council met."),
-            ["The U.N. Security Council met."]
-        );
-        assert_eq!(
-            rules("He has a Ph.D. in math."),
-            ["He has a Ph.D. in math."]
-        );
-        assert_eq!(
-            rules("Lunch at 1 p.m. tomorrow."),
-            ["Lunch at 1 p.m. tomorrow."]
-        );
+        assert_eq!(rules("She moved to the U.K. last May."), ["She moved to the U.K. last May."]);
+        assert_eq!(rules("She moved to the U.K. Then she left."), ["She moved to the U.K.", "Then she left."]);
+        assert_eq!(rules("The U.N. Security Council met."), ["The U.N. Security Council met."]);
+        assert_eq!(rules("He has a Ph.D. in math."), ["He has a Ph.D. in math."]);
+        assert_eq!(rules("Lunch at 1 p.m. tomorrow."), ["Lunch at 1 p.m. tomorrow."]);
     }
 
     #[test]
     fn initials() {
-        assert_eq!(
-            rules("Books by J. R. R. Tolkien sell."),
-            ["Books by J. R. R. Tolkien sell."]
-        );
+        assert_eq!(rules("Books by J. R. R. Tolkien sell."), ["Books by J. R. R. Tolkien sell."]);
         assert_eq!(rules("Call Anna K. Lee now."), ["Call Anna K. Lee now."]);
-        assert_eq!(
-            rules("It was just me and I. We laughed."),
-            ["It was just me and I.", "We laughed."]
-        );
-        assert_eq!(
-            rules("Plan B. The rest failed."),
-            ["Plan B.", "The rest failed."]
-        );
+        assert_eq!(rules("It was just me and I. We laughed."), ["It was just me and I.", "We laughed."]);
+        assert_eq!(rules("Plan B. The rest failed."), ["Plan B.", "The rest failed."]);
     }
 
     #[test]
     fn numbers_urls_emails() {
-        assert_eq!(
-            rules("Pi is 3.14 roughly. It costs $2.50 now."),
-            ["Pi is 3.14 roughly.", "It costs $2.50 now."]
-        );
-        assert_eq!(
-            rules("It cost $7.25. We paid."),
-            ["It cost $7.25.", "We paid."]
-        );
+        assert_eq!(rules("Pi is 3.14 roughly. It costs $2.50 now."), ["Pi is 3.14 roughly.", "It costs $2.50 now."]);
+        assert_eq!(rules("It cost $7.25. We paid."), ["It cost $7.25.", "We paid."]);
         assert_eq!(
             rules("Mail bob.smith@mail.example.org. He answers."),
             ["Mail bob.smith@mail.example.org.", "He answers."]
@@ -260,74 +185,35 @@ mod tests {
 
     #[test]
     fn quotes_and_parentheses() {
-        assert_eq!(
-            rules("He said, \"Go home.\" She went."),
-            ["He said, \"Go home.\"", "She went."]
-        );
-        assert_eq!(
-            rules("He said, 'Go home.' she noted."),
-            ["He said, 'Go home.' she noted."]
-        );
-        assert_eq!(
-            rules("She wrote “Done!” Then she slept."),
-            ["She wrote “Done!”", "Then she slept."]
-        );
-        assert_eq!(
-            rules("We left (it was late.) after dinner."),
-            ["We left (it was late.) after dinner."]
-        );
+        assert_eq!(rules("He said, \"Go home.\" She went."), ["He said, \"Go home.\"", "She went."]);
+        assert_eq!(rules("He said, 'Go home.' she noted."), ["He said, 'Go home.' she noted."]);
+        assert_eq!(rules("She wrote “Done!” Then she slept."), ["She wrote “Done!”", "Then she slept."]);
+        assert_eq!(rules("We left (it was late.) after dinner."), ["We left (it was late.) after dinner."]);
         assert_eq!(
             rules("We left early. (It was late.) Nobody cared."),
             ["We left early.", "(It was late.)", "Nobody cared."]
         );
-        assert_eq!(
-            rules("Why? \"Because.\" Fine."),
-            ["Why?", "\"Because.\"", "Fine."]
-        );
+        assert_eq!(rules("Why? \"Because.\" Fine."), ["Why?", "\"Because.\"", "Fine."]);
     }
 
     #[test]
     fn ellipses() {
-        assert_eq!(
-            rules("Wait for it... Now go."),
-            ["Wait for it...", "Now go."]
-        );
+        assert_eq!(rules("Wait for it... Now go."), ["Wait for it...", "Now go."]);
         assert_eq!(rules("Wait for it… Now go."), ["Wait for it…", "Now go."]);
         assert_eq!(rules("Well... maybe not."), ["Well... maybe not."]);
-        assert_eq!(
-            rules("He paused . . . I waited."),
-            ["He paused . . . I waited."]
-        );
-        assert_eq!(
-            rules("He paused . . . . I waited."),
-            ["He paused . . . .", "I waited."]
-        );
-        assert_eq!(
-            rules("It ended. . . . Then more."),
-            ["It ended.", ". . . Then more."]
-        );
-        assert_eq!(
-            rules("It ended.... Then more."),
-            ["It ended....", "Then more."]
-        );
-        assert_eq!(
-            rules("\"We [...] agreed [...]\" (Lee 4)."),
-            ["\"We [...] agreed [...]\" (Lee 4)."]
-        );
+        assert_eq!(rules("He paused . . . I waited."), ["He paused . . . I waited."]);
+        assert_eq!(rules("He paused . . . . I waited."), ["He paused . . . .", "I waited."]);
+        assert_eq!(rules("It ended. . . . Then more."), ["It ended.", ". . . Then more."]);
+        assert_eq!(rules("It ended.... Then more."), ["It ended....", "Then more."]);
+        assert_eq!(rules("\"We [...] agreed [...]\" (Lee 4)."), ["\"We [...] agreed [...]\" (Lee 4)."]);
     }
 
     #[test]
     fn lists() {
-        assert_eq!(
-            rules("1. Buy milk 2. Buy bread 3. Pay"),
-            ["1. Buy milk", "2. Buy bread", "3. Pay"]
-        );
+        assert_eq!(rules("1. Buy milk 2. Buy bread 3. Pay"), ["1. Buy milk", "2. Buy bread", "3. Pay"]);
         assert_eq!(rules("1) Wash. 2) Dry."), ["1) Wash.", "2) Dry."]);
         assert_eq!(rules("1.) Wash 2.) Dry"), ["1.) Wash", "2.) Dry"]);
-        assert_eq!(
-            rules("a) red b) green c) blue"),
-            ["a) red", "b) green", "c) blue"]
-        );
+        assert_eq!(rules("a) red b) green c) blue"), ["a) red", "b) green", "c) blue"]);
         assert_eq!(rules("a. Red b. Green"), ["a. Red", "b. Green"]);
         assert_eq!(rules("• 3. Alpha • 4. Beta"), ["• 3. Alpha", "• 4. Beta"]);
         assert_eq!(rules("◦Alpha ◦Beta"), ["◦Alpha", "◦Beta"]);
@@ -337,37 +223,19 @@ mod tests {
 
     #[test]
     fn line_breaks() {
-        assert_eq!(
-            rules("A wrapped\nline goes on.\nAnd on."),
-            ["A wrapped\nline goes on.", "And on."]
-        );
-        assert_eq!(
-            rules("Title without stop\n\nBody text here"),
-            ["Title without stop", "Body text here"]
-        );
+        assert_eq!(rules("A wrapped\nline goes on.\nAnd on."), ["A wrapped\nline goes on.", "And on."]);
+        assert_eq!(rules("Title without stop\n\nBody text here"), ["Title without stop", "Body text here"]);
         assert_eq!(rules("One\r\n\r\nTwo\r\rThree"), ["One", "Two", "Three"]);
-        assert_eq!(
-            rules("Shopping:\n- eggs\n- ham\n* jam"),
-            ["Shopping:", "- eggs", "- ham", "* jam"]
-        );
-        assert_eq!(
-            rules("Steps:\n1. mix\n2. bake"),
-            ["Steps:", "1. mix", "2. bake"]
-        );
+        assert_eq!(rules("Shopping:\n- eggs\n- ham\n* jam"), ["Shopping:", "- eggs", "- ham", "* jam"]);
+        assert_eq!(rules("Steps:\n1. mix\n2. bake"), ["Steps:", "1. mix", "2. bake"]);
         assert_eq!(rules("Intro \n \t \n  next para"), ["Intro", "next para"]);
     }
 
     #[test]
     fn lines_and_none() {
         let text = "  first line \r\nsecond\r\n\n   \nthird\rfourth\n";
-        assert_eq!(
-            sentences(SplitterKind::Lines, text),
-            ["first line", "second", "third", "fourth"]
-        );
-        assert_eq!(
-            sentences(SplitterKind::None, "  One. Two.\n\nThree. "),
-            ["One. Two.\n\nThree."]
-        );
+        assert_eq!(sentences(SplitterKind::Lines, text), ["first line", "second", "third", "fourth"]);
+        assert_eq!(sentences(SplitterKind::None, "  One. Two.\n\nThree. "), ["One. Two.\n\nThree."]);
         assert!(sentences(SplitterKind::None, " \n\t ").is_empty());
         assert!(sentences(SplitterKind::Lines, "\n\n \r\n").is_empty());
         assert!(sentences(SplitterKind::Rules, "").is_empty());
@@ -455,10 +323,7 @@ mod tests {
             let mut out = Vec::new();
             split_sentences(SplitterKind::Rules, &big, &mut out);
             // 4x the input should take about 4x the time; allow generous noise.
-            assert!(
-                t_big < 12.0 * t_small + 0.05,
-                "{unit:?}: 0.5 MB {t_small:.4}s, 2 MB {t_big:.4}s"
-            );
+            assert!(t_big < 12.0 * t_small + 0.05, "{unit:?}: 0.5 MB {t_small:.4}s, 2 MB {t_big:.4}s");
         }
     }
 }

@@ -17,15 +17,7 @@ const MAX_LEAD: usize = 64;
 const NONE: usize = usize::MAX;
 
 pub(super) fn split(text: &str, out: &mut Vec<Range<usize>>) {
-    Rules {
-        text,
-        b: text.as_bytes(),
-        out,
-        start: 0,
-        marker_dot: NONE,
-        list: None,
-    }
-    .run();
+    Rules { text, b: text.as_bytes(), out, start: 0, marker_dot: NONE, list: None }.run();
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,12 +102,7 @@ fn space_len(b: &[u8], p: usize) -> usize {
 fn bullet_len(b: &[u8], p: usize) -> usize {
     if p + 2 < b.len() && b[p] == 0xE2 {
         match (b[p + 1], b[p + 2]) {
-            (0x80, 0xA2)
-            | (0x80, 0xA3)
-            | (0x81, 0x83)
-            | (0x97, 0xA6)
-            | (0x96, 0xAA)
-            | (0x97, 0x8F) => 3,
+            (0x80, 0xA2) | (0x80, 0xA3) | (0x81, 0x83) | (0x97, 0xA6) | (0x96, 0xAA) | (0x97, 0x8F) => 3,
             _ => 0,
         }
     } else {
@@ -208,12 +195,7 @@ fn parse_marker(b: &[u8], p: usize) -> Option<Marker> {
     if q < n && space_len(b, q) == 0 {
         return None;
     }
-    Some(Marker {
-        kind,
-        suffix,
-        value,
-        dot,
-    })
+    Some(Marker { kind, suffix, value, dot })
 }
 
 /// "U.S", "e.g", "a.m", "Ph.D": letter groups of one or two letters joined by periods.
@@ -288,11 +270,7 @@ impl Rules<'_, '_> {
         }
         if let Some(m) = parse_marker(b, p) {
             self.marker_dot = m.dot;
-            self.list = Some(ListState {
-                kind: m.kind,
-                suffix: m.suffix,
-                next: m.value + 1,
-            });
+            self.list = Some(ListState { kind: m.kind, suffix: m.suffix, next: m.value + 1 });
         }
     }
 
@@ -384,9 +362,7 @@ impl Rules<'_, '_> {
                 // ". . ." : a dot, a space, a dot that is not the start of a word like ".NET"
                 b' ' if dots > 0
                     && b.get(p + 1) == Some(&b'.')
-                    && (p + 2 == n
-                        || matches!(b[p + 2], b' ' | b'.')
-                        || closer_len(b, p + 2) > 0) =>
+                    && (p + 2 == n || matches!(b[p + 2], b' ' | b'.') || closer_len(b, p + 2) > 0) =>
                 {
                     spaced = true;
                     p += 1;
@@ -453,19 +429,7 @@ impl Rules<'_, '_> {
             Class::Digit
         } else if matches!(
             c,
-            b'/' | b','
-                | b';'
-                | b':'
-                | b'%'
-                | b')'
-                | b']'
-                | b'}'
-                | b'='
-                | b'+'
-                | b'<'
-                | b'>'
-                | b'|'
-                | b'&'
+            b'/' | b',' | b';' | b':' | b'%' | b')' | b']' | b'}' | b'=' | b'+' | b'<' | b'>' | b'|' | b'&'
         ) {
             // Punctuation that continues a sentence: "February 7. /TASS/", "No. , 5".
             Class::Lower
@@ -494,16 +458,7 @@ impl Rules<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn decide(
-        &self,
-        i: usize,
-        cluster_end: usize,
-        dots: u32,
-        qe: bool,
-        spaced: bool,
-        class: Class,
-        k: usize,
-    ) -> Split {
+    fn decide(&self, i: usize, cluster_end: usize, dots: u32, qe: bool, spaced: bool, class: Class, k: usize) -> Split {
         let b = self.b;
         if class == Class::Lower {
             return Split::No;
@@ -511,8 +466,7 @@ impl Rules<'_, '_> {
         if qe {
             return Split::After;
         }
-        let attached =
-            i > 0 && space_len(b, i - 1) == 0 && !(i >= 2 && b[i - 2] == 0xC2 && b[i - 1] == 0xA0);
+        let attached = i > 0 && space_len(b, i - 1) == 0 && !(i >= 2 && b[i - 2] == 0xC2 && b[i - 1] == 0xA0);
         if dots >= 2 {
             // "[...]" marks an omission inside a quotation.
             if i > 0 && b[i - 1] == b'[' && b.get(cluster_end) == Some(&b']') {
@@ -535,8 +489,7 @@ impl Rules<'_, '_> {
         }
         // The token before the period, without leading quotes, brackets, bullets, dashes.
         // The token stops at a blank or at ASCII punctuation other than . ' & ("D-Mass", "(Mr").
-        let stops =
-            |c: u8| is_blank(c) || (c.is_ascii_punctuation() && !matches!(c, b'.' | b'\'' | b'&'));
+        let stops = |c: u8| is_blank(c) || (c.is_ascii_punctuation() && !matches!(c, b'.' | b'\'' | b'&'));
         let mut s = i;
         while s > 0 && !stops(b[s - 1]) && i - s < MAX_TOKEN {
             s -= 1;
