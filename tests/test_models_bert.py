@@ -332,3 +332,14 @@ def test_sequence_classification_equals_transformers():
     )
     with pytest.raises(ConfigError, match="num_labels"):
         BertForSequenceClassification(config, num_labels=0)
+
+
+def test_flops_per_token_matches_the_reference_table():
+    """REFERENCE.md §3.3: BERT-base S128 sparse 15 % = 545.4, full head 667.9, S512 587.9, large S128 1878.8 MFLOP."""
+    with torch.device("meta"):
+        base = build_model("bert", "base")
+        large = build_model("bert", "large")
+    assert round(base.flops_per_token(128, 0.15) / 1e6, 1) == 545.4
+    assert round(base.flops_per_token(128, 1.0) / 1e6, 1) == 667.9
+    assert round(base.flops_per_token(512, 0.15) / 1e6, 1) == 587.9
+    assert round(large.flops_per_token(128, 0.15) / 1e6, 1) == 1878.8

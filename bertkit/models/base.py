@@ -19,6 +19,11 @@ cross-entropy over the non-ignored masked rows, plus the NSP mean cross-entropy 
 Face's ``BertForPreTraining`` sums them). Counts are 0-dim int64 tensors so that accuracy is accumulated on the device
 without a host sync per step.
 
+Besides ``forward``, pretraining models provide ``encode(input_ids, attention_mask, token_type_ids)`` → ``[B, T, d]``
+last hidden states, ``mlm_logits(input_ids, attention_mask, token_type_ids, positions)`` → ``[P, V]`` full logits
+at flat positions (evaluation display, parity tests), ``flops_per_token(seq_len, head_fraction)`` (MFU) and a
+``config`` attribute.
+
 Note for data-parallel training: heads that a batch does not use (the pooler and NSP head of BERT when
 ``next_sentence_label`` is None) receive no gradient, so MLM-only runs need DDP's ``find_unused_parameters=True``
 (or ``static_graph=True``).

@@ -373,6 +373,15 @@ class BertForPreTraining(_BertPreTrainedBase):
         predictions = self.cls.predictions
         return F.linear(predictions.transform(rows), predictions.decoder.weight, predictions.bias)
 
+    def flops_per_token(self, seq_len: int, head_fraction: float = 0.15) -> float:
+        """Training FLOPs (forward + backward) per input token, REFERENCE.md §3.3's convention (DeepSpeed's):
+        ``6·N_enc + 12·S·d·L + 6·(d·V + d²)·f`` with ``f`` the fraction of tokens sent through the MLM head
+        (embeddings, pooler and NSP head not counted). Multiply by tokens/s and divide by the peak for MFU."""
+        c = self.config
+        d, L = c.hidden_size, c.num_hidden_layers
+        n_enc = L * (4 * d * d + 2 * d * c.intermediate_size)
+        return 6.0 * n_enc + 12.0 * seq_len * d * L + 6.0 * (d * c.vocab_size + d * d) * head_fraction
+
     def nsp_logits(
         self,
         input_ids: torch.Tensor,
