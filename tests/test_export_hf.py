@@ -260,6 +260,11 @@ def test_import_errors_name_the_path(tmp_path):
     (out / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(FormatError, match=str(out)):
         init_from_hf(out)
+    (out / "model.safetensors").unlink()
+    (out / "pytorch_model.bin").write_bytes(b"not a pickle")
+    with pytest.raises(FormatError, match=f"{out}: unreadable weights"):
+        init_from_hf(out)
+    (out / "pytorch_model.bin").unlink()
     # An encoder tensor missing from the checkpoint is an error (only heads may be missing).
     state = {k: v for k, v in model.state_dict().items() if "decoder" not in k and "layer.1.output.dense" not in k}
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))

@@ -93,7 +93,7 @@ def test_state_dict_keys_equal_transformers():
     config = BertConfig(**SMALL)
     ours = BertForPreTraining(config).state_dict()
     theirs = transformers.BertForPreTraining(transformers.BertConfig(**config.to_dict())).state_dict()
-    assert list(ours) == list(theirs) or sorted(ours) == sorted(theirs)
+    assert list(ours) == list(theirs)  # same names, same order
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
 
 
@@ -211,10 +211,13 @@ def test_padding_entries_do_not_change_the_loss():
     assert padded.mlm_count == plain.mlm_count
 
 
-def test_missing_mlm_fields_is_an_error():
+def test_missing_mlm_fields_and_too_long_sequences_are_errors():
     ours, _ = hf_pair()
     with pytest.raises(TypeError, match="mlm_positions"):
         ours(torch.zeros(1, 4, dtype=torch.long))
+    too_long = torch.zeros(1, SMALL["max_position_embeddings"] + 1, dtype=torch.long)
+    with pytest.raises(ConfigError, match="41 tokens but max_position_embeddings is 40"):
+        ours.encode(too_long)
 
 
 def test_gradient_reaches_every_parameter():

@@ -241,10 +241,10 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             return state
     except SafetensorError as e:
         raise FormatError(f"{path}: unreadable safetensors file ({e})") from None
-    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as e:
-        if isinstance(e, FormatError):
-            raise
-        raise FormatError(f"{path}: unreadable weights ({e})") from None
+    except FormatError:
+        raise
+    except Exception as e:  # torch.load / json raise many types (UnpicklingError, RuntimeError, KeyError, ...)
+        raise FormatError(f"{path}: unreadable weights ({type(e).__name__}: {e})") from None
     raise FormatError(f"{path}: no weights file (model.safetensors, model.safetensors.index.json or pytorch_model.bin)")
 
 

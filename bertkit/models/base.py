@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -138,7 +138,6 @@ class Architecture:
     sequence_classification_class: type[torch.nn.Module] | None = None
     """``cls(config, num_labels)`` for fine-tuning, when the architecture has one."""
     description: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def preset_names(self) -> list[str]:
         return list(self.presets)

@@ -130,6 +130,10 @@ class BertEmbeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         T = input_ids.shape[1]
+        if T > self.position_embeddings.num_embeddings:  # a static shape check: no graph break, no host sync
+            raise ConfigError(
+                f"sequence of {T} tokens but max_position_embeddings is {self.position_embeddings.num_embeddings}"
+            )
         positions = torch.arange(T, device=input_ids.device)  # no buffer: nothing to re-materialise after meta init
         x = self.word_embeddings(input_ids) + self.position_embeddings(positions)  # (B, T, d)
         if token_type_ids is None:
