@@ -14,6 +14,9 @@ Batch contract (the keyword arguments of every pretraining model's ``forward``; 
 - ``next_sentence_label`` ``[B]`` int64, optional: 0 = segment B follows A (IsNext), 1 = B is a random segment
   (NotNext), as in Hugging Face and Google BERT. ``None`` = no NSP loss (MLM-only training).
 
+Keyword-only options: ``return_predictions=False`` (fill ``PretrainingOutput.mlm_predictions``) and
+``label_smoothing=0.0`` (passed to ``bertkit.ops.masked_lm_loss``).
+
 Every pretraining model returns a :class:`PretrainingOutput`. ``loss`` is what the trainer backpropagates (MLM mean
 cross-entropy over the non-ignored masked rows, plus the NSP mean cross-entropy when NSP labels are given, as Hugging
 Face's ``BertForPreTraining`` sums them). Counts are 0-dim int64 tensors so that accuracy is accumulated on the device
