@@ -1,0 +1,59 @@
+"""Model architectures and their registry.
+
+``ARCHITECTURES`` maps the ``--arch`` name to an :class:`~bertkit.models.base.Architecture` (config class,
+pretraining model class, presets, optional sequence-classification class). Architectures are listed here explicitly,
+not registered by decorators. ``build_model("bert", "tiny", vocab_size=8000)`` builds a pretraining model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from bertkit.exceptions import ConfigError
+from bertkit.models import bert
+from bertkit.models.base import Architecture, ModelConfig, PretrainingOutput, SequenceClassificationOutput
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "ModelConfig",
+    "PretrainingOutput",
+    "SequenceClassificationOutput",
+    "build_config",
+    "build_model",
+    "get_architecture",
+]
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": Architecture(
+        name="bert",
+        config_class=bert.BertConfig,
+        pretraining_class=bert.BertForPreTraining,
+        presets=bert.PRESETS,
+        sequence_classification_class=bert.BertForSequenceClassification,
+        description="BERT (post-LN, MLM + NSP heads); parameter names of Hugging Face's BertForPreTraining",
+    ),
+}
+
+
+def get_architecture(name: str | Architecture) -> Architecture:
+    """The registry entry for ``name``; an unknown name is a ConfigError listing the valid ones."""
+    if isinstance(name, Architecture):
+        return name
+    try:
+        return ARCHITECTURES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown architecture {name!r}; valid architectures: {', '.join(ARCHITECTURES)}") from None
+
+
+def build_config(arch: str | Architecture, preset: str, **overrides: Any) -> ModelConfig:
+    """The config of ``arch``'s ``preset`` with ``overrides`` (unknown preset / key → ConfigError naming valid ones)."""
+    return get_architecture(arch).make_config(preset, **overrides)
+
+
+def build_model(arch: str | Architecture, preset: str, **overrides: Any) -> nn.Module:
+    """A freshly initialised pretraining model of ``arch``'s ``preset`` with config ``overrides`` applied."""
+    architecture = get_architecture(arch)
+    return architecture.pretraining_class(architecture.make_config(preset, **overrides))

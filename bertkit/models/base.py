@@ -1,0 +1,154 @@
+"""What every architecture gives the shared trainer: its output record, its batch contract, its registry entry.
+
+Batch contract (the keyword arguments of every pretraining model's ``forward``; all tensors on the model's device):
+
+- ``input_ids`` ``[B, T]`` int64: token ids with masking already applied (``[MASK]`` / random / kept).
+- ``attention_mask`` ``[B, T]`` (bool or int, 1 = token, 0 = padding), or ``None`` meaning all ones. Pass ``None``
+  for batches without padding (packed MLM sequences): then attention runs without a mask and SDPA may use its
+  flash / memory-efficient kernels. Models never inspect the mask's values (that would be a host sync).
+- ``token_type_ids`` ``[B, T]`` int64 segment ids (0 = segment A, 1 = segment B), optional (``None`` = all 0).
+- ``mlm_positions`` ``[M]`` int64: flat indices into the ``B*T`` tokens (``b * T + t``) of the rows the MLM loss is
+  computed on. M is FIXED per batch (shapes stay static for ``torch.compile`` / CUDA graphs); padding entries
+  point at any valid index (0 is fine) and carry label -100.
+- ``mlm_labels`` ``[M]`` int64: the original token ids at ``mlm_positions``; -100 = ignore (padding entries).
+- ``next_sentence_label`` ``[B]`` int64, optional: 0 = segment B follows A (IsNext), 1 = B is a random segment
+  (NotNext), as in Hugging Face and Google BERT. ``None`` = no NSP loss (MLM-only training).
+
+Keyword-only options: ``return_predictions=False`` (fill ``PretrainingOutput.mlm_predictions``) and
+``label_smoothing=0.0`` (passed to ``bertkit.ops.masked_lm_loss``).
+
+Every pretraining model returns a :class:`PretrainingOutput`. ``loss`` is what the trainer backpropagates (MLM mean
+cross-entropy over the non-ignored masked rows, plus the NSP mean cross-entropy when NSP labels are given, as Hugging
+Face's ``BertForPreTraining`` sums them). Counts are 0-dim int64 tensors so that accuracy is accumulated on the device
+without a host sync per step.
+
+Besides ``forward``, pretraining models provide ``encode(input_ids, attention_mask, token_type_ids)`` → ``[B, T, d]``
+last hidden states, ``mlm_logits(input_ids, attention_mask, token_type_ids, positions)`` → ``[P, V]`` full logits
+at flat positions (evaluation display, parity tests), ``flops_per_token(seq_len, head_fraction)`` (MFU) and a
+``config`` attribute.
+
+Note for data-parallel training: heads that a batch does not use (the pooler and NSP head of BERT when
+``next_sentence_label`` is None) receive no gradient, so MLM-only runs need DDP's ``find_unused_parameters=True``
+(or ``static_graph=True``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from bertkit.exceptions import ConfigError
+
+__all__ = [
+    "Architecture",
+    "ModelConfig",
+    "PretrainingOutput",
+    "SequenceClassificationOutput",
+    "config_from_dict",
+    "config_to_dict",
+]
+
+
+@dataclass
+class PretrainingOutput:
+    """The result of one pretraining forward pass (see the module docstring for the batch contract)."""
+
+    loss: torch.Tensor
+    """Scalar to backpropagate: ``mlm_loss`` (+ ``nsp_loss`` when NSP labels were given)."""
+    mlm_loss: torch.Tensor
+    """Mean cross-entropy over the masked rows whose label is not -100."""
+    mlm_correct: torch.Tensor
+    """0-dim int64: masked rows (label not -100) whose argmax prediction equals the label."""
+    mlm_count: torch.Tensor
+    """0-dim int64: masked rows whose label is not -100."""
+    nsp_loss: torch.Tensor | None = None
+    """Mean NSP cross-entropy; None when the model has no NSP head or no NSP labels were given."""
+    nsp_correct: torch.Tensor | None = None
+    """0-dim int64 NSP hits; None like ``nsp_loss``."""
+    nsp_count: torch.Tensor | None = None
+    """0-dim int64 number of NSP labels (not -100); None like ``nsp_loss``."""
+    mlm_predictions: torch.Tensor | None = None
+    """``[M]`` int64 argmax ids of every masked row (padding rows included), when asked for."""
+
+
+@dataclass
+class SequenceClassificationOutput:
+    """The result of a sequence-classification forward pass."""
+
+    loss: torch.Tensor | None
+    """Cross-entropy (MSE when there is one label), or None without labels."""
+    logits: torch.Tensor
+    """``[B, num_labels]``."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Base of the per-architecture config dataclasses (frozen; every field a plain JSON value).
+
+    Every subclass has at least the fields ``vocab_size`` and ``max_position_embeddings`` and validates itself in
+    ``__post_init__`` (raising ConfigError).
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
+        return config_from_dict(cls, data)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+_C = TypeVar("_C", bound=ModelConfig)
+
+
+def config_to_dict(config: ModelConfig) -> dict[str, Any]:
+    """The config as a JSON-ready dict (field order kept)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def config_from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
+    """Build ``cls`` from ``data``; an unknown key is a ConfigError that lists the valid keys."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{cls.__name__}: expected a mapping of options, got {type(data).__name__}")
+    valid = cls.field_names()
+    unknown = sorted(k for k in data if k not in valid)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
+    try:
+        return cls(**dict(data))
+    except TypeError as e:  # a missing required field
+        raise ConfigError(f"{cls.__name__}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registry entry: everything the trainer, the CLI and evaluation need to know about one architecture."""
+
+    name: str
+    """Registry key and ``--arch`` value (lowercase)."""
+    config_class: type[ModelConfig]
+    pretraining_class: type[torch.nn.Module]
+    """``cls(config)`` builds the pretraining model; its ``forward`` follows the batch contract above."""
+    presets: Mapping[str, Mapping[str, Any]]
+    """Preset name (``tiny``, ``small``, ``base``, ``large``) → config fields (the rest take their defaults)."""
+    sequence_classification_class: type[torch.nn.Module] | None = None
+    """``cls(config, num_labels)`` for fine-tuning, when the architecture has one."""
+    description: str = ""
+
+    def preset_names(self) -> list[str]:
+        return list(self.presets)
+
+    def make_config(self, preset: str, **overrides: Any) -> ModelConfig:
+        """The preset's config with ``overrides`` applied; unknown presets / keys → ConfigError naming valid ones."""
+        if preset not in self.presets:
+            raise ConfigError(
+                f"architecture {self.name!r} has no preset {preset!r}; valid presets: {', '.join(self.presets)}"
+            )
+        return self.config_class.from_dict({**self.presets[preset], **overrides})
