@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -243,23 +242,26 @@ def test_dropout_is_active_in_training_only():
     assert c == d
 
 
-def test_tiny_preset_forward_backward_is_fast():
+def test_tiny_preset_trains_on_cpu():
+    # Speed is measured in benchmarks/, never asserted here: this checks a few optimiser steps learn.
+    torch.manual_seed(0)
     model = build_model("bert", "tiny")
     B, T, M = 8, 128, 20 * 8
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, model.config.vocab_size, (B, T), generator=g)
     positions = torch.randperm(B * T, generator=g)[:M]
-    labels = torch.randint(5, model.config.vocab_size, (M,), generator=g)
+    labels = ids.view(-1)[positions]
     nsp = torch.randint(0, 2, (B,), generator=g)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(5):
         out = model(ids, None, None, positions, labels, nsp)
+        opt.zero_grad()
         out.loss.backward()
-        times.append(time.perf_counter() - start)
-    assert torch.isfinite(out.loss)
-    # ~0.2 s on an idle core; generous because CI machines are shared.
-    assert sorted(times)[1] < 5.0, times
+        opt.step()
+        losses.append(out.loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0], losses
 
 
 def test_presets_match_transformers_parameter_counts():
