@@ -373,3 +373,15 @@ def test_gpu_bert_base_shape_memory_has_no_logits_buffer():
     assert extra < budget < logits_bf16, (extra, budget, logits_bf16)
     ref = masked_lm_loss_reference(hidden, weight, bias, labels)
     torch.testing.assert_close(loss, ref, rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.skipif(not triton_importable(), reason="needs triton")
+def test_triton_refuses_tensors_beyond_32_bit_offsets():
+    from bertkit.ops.triton.masked_lm_loss import _check_offsets
+
+    weight = torch.empty(30522, 768, device="meta")
+    _check_offsets(torch.empty(4915, 768, device="meta"), weight)  # BERT-base: fine
+    with pytest.raises(ValueError, match="32-bit"):
+        _check_offsets(torch.empty_strided((3, 768), (2**30, 1), device="meta"), weight)
+    with pytest.raises(ValueError, match="32-bit"):
+        _check_offsets(torch.empty(700_000, 768, device="meta"), weight)  # 4 dH splits would overflow

@@ -366,6 +366,18 @@ def _split_range(vocab: int, splits: int, block_v: int) -> tuple[int, int]:
     return per_split, triton.cdiv(vocab, per_split)
 
 
+def _check_offsets(hidden: torch.Tensor, weight: torch.Tensor) -> None:
+    """The kernels index with 32-bit products (rows · stride, split · M · d): refuse what would overflow."""
+    span = max(
+        (hidden.shape[0] - 1) * hidden.stride(0) + (hidden.shape[1] - 1) * hidden.stride(1),
+        (weight.shape[0] - 1) * weight.stride(0) + (weight.shape[1] - 1) * weight.stride(1),
+        4 * hidden.shape[0] * hidden.shape[1],
+        weight.shape[0] * weight.shape[1],
+    )
+    if span >= 2**31:
+        raise ValueError(f"masked_lm_loss (triton): tensors too large for 32-bit offsets ({span} elements)")
+
+
 def _launch_options(blocks: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in blocks.items() if k in ("num_warps", "num_stages")}
 
@@ -577,6 +589,7 @@ def masked_lm_loss_triton(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The Triton implementation behind `bertkit.ops.masked_lm_loss(…, impl="triton")`."""
     check_label_range(labels, weight.shape[0], ignore_index)
+    _check_offsets(hidden, weight)
     loss, predictions = MaskedLMLossFunction.apply(
         hidden, weight, bias, labels, int(ignore_index), float(label_smoothing)
     )
