@@ -364,3 +364,15 @@ def test_real_corpus_batch_rate(tmp_path):
         )
         assert batch["input_ids"].shape == (B, 128)
         assert (~batch["word_start"]).any()  # real ## pieces
+
+
+def test_batch_to_torch(corpus):
+    torch = pytest.importorskip("torch")
+    from bertkit.data.loader import batch_to_torch
+
+    data = PretrainingData(corpus[0], view="nsp", seq_len=16, batch_size=4)
+    batch, _ = next(data.batches())
+    tensors = batch_to_torch(batch)
+    assert tensors.keys() == batch.keys()
+    assert tensors["input_ids"].dtype == torch.int64 and tensors["special_tokens_mask"].dtype == torch.bool
+    assert all(np.array_equal(tensors[k].numpy(), batch[k]) for k in batch)
