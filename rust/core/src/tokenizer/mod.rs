@@ -293,6 +293,27 @@ impl Tokenizer {
         v
     }
 
+    /// Encodes every text on a rayon pool of `threads` threads built for this call (0: one per
+    /// core), in order. No global pool is touched, so this is safe after a fork.
+    pub fn encode_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        threads: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        use rayon::prelude::*;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::config(format!("cannot start {threads} tokenizer threads: {e}")))?;
+        Ok(pool.install(|| {
+            texts
+                .par_iter()
+                .with_min_len(64)
+                .map(|t| self.encode(t.as_ref()))
+                .collect()
+        }))
+    }
+
     /// Number of ids (lines of a vocab.txt, entries of a tokenizer.json vocab).
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()

@@ -155,6 +155,26 @@ fn info_specials_and_decode() {
 }
 
 #[test]
+fn batch_matches_single_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = bert(&dir);
+    let texts: Vec<String> = (0..500)
+        .map(|i| {
+            format!(
+                "Hello{} world{}s café {}",
+                "!".repeat(i % 3),
+                i,
+                "中".repeat(i % 2)
+            )
+        })
+        .collect();
+    let single: Vec<Vec<u32>> = texts.iter().map(|s| t.encode(s)).collect();
+    for threads in [1, 2, 3] {
+        assert_eq!(t.encode_batch(&texts, threads).unwrap(), single);
+    }
+}
+
+#[test]
 fn vocab_errors_name_file_and_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(&dir, "vocab.txt", "[PAD]\n[UNK]\n[SEP]\nhello\n");
