@@ -325,3 +325,46 @@ fn json_errors_name_the_unsupported_piece() {
     s = s.replace(r#""content": "[MASK]""#, r#""content": "[MASQUE]""#);
     check("e.json", &s, "missing special token [MASK]");
 }
+
+/// `BERTKIT_DATA=... cargo test --release -p bertkit-core throughput -- --ignored --nocapture`
+#[test]
+#[ignore = "timing; needs BERTKIT_DATA"]
+fn throughput_on_news() {
+    let Ok(data) = std::env::var("BERTKIT_DATA") else {
+        return;
+    };
+    let data = PathBuf::from(data);
+    let text = std::fs::read_to_string(data.join("news.txt")).unwrap();
+    let lines: Vec<&str> = text.split('\n').collect();
+    let t = Tokenizer::from_file(&data.join("vocab.txt"), None).unwrap();
+    let mb = text.len() as f64 / 1e6;
+    for threads in [1, 2] {
+        let mut times = Vec::new();
+        let mut n = 0;
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            n = if threads == 1 {
+                let mut out = Vec::new();
+                let mut total = 0;
+                for l in &lines {
+                    out.clear();
+                    t.encode_into(l, &mut out);
+                    total += out.len();
+                }
+                total
+            } else {
+                t.encode_batch(&lines, threads)
+                    .unwrap()
+                    .iter()
+                    .map(Vec::len)
+                    .sum()
+            };
+            times.push(start.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{threads} thread(s): median {:.1} MB/s ({n} tokens)",
+            mb / times[2]
+        );
+    }
+}

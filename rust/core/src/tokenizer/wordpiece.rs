@@ -10,21 +10,53 @@
 use rustc_hash::FxHashMap;
 
 /// Token bytes → id. Later ids win on duplicate tokens, as in HF's `WordPiece::read_file`.
+/// Keys of up to 7 bytes (most pieces) are packed with their length into a `u64`, up to 15 into
+/// a `u128`: they hash with a multiply or two and compare without `memcmp`.
 #[derive(Default, Debug)]
 pub(crate) struct PieceMap {
-    map: FxHashMap<Box<[u8]>, u32>,
+    short: FxHashMap<u64, u32>,
+    medium: FxHashMap<u128, u32>,
+    long: FxHashMap<Box<[u8]>, u32>,
     longest: usize,
+}
+
+#[inline]
+fn pack(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..key.len()].copy_from_slice(key);
+    b[7] = key.len() as u8;
+    u64::from_le_bytes(b)
+}
+
+#[inline]
+fn pack16(key: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    b[..key.len()].copy_from_slice(key);
+    b[15] = key.len() as u8;
+    u128::from_le_bytes(b)
 }
 
 impl PieceMap {
     pub(crate) fn insert(&mut self, key: &[u8], id: u32) {
         self.longest = self.longest.max(key.len());
-        self.map.insert(key.into(), id);
+        if key.len() <= 7 {
+            self.short.insert(pack(key), id);
+        } else if key.len() <= 15 {
+            self.medium.insert(pack16(key), id);
+        } else {
+            self.long.insert(key.into(), id);
+        }
     }
 
     #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<u32> {
-        self.map.get(key).copied()
+        if key.len() <= 7 {
+            self.short.get(&pack(key)).copied()
+        } else if key.len() <= 15 {
+            self.medium.get(&pack16(key)).copied()
+        } else {
+            self.long.get(key).copied()
+        }
     }
 }
 
