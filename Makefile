@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.24" "typer>=0.29,<0.30" "rich>=13" "tokenizers>=0.15" \
-		"xxhash>=3" "pytest>=8" "ruff>=0.6"
+		"xxhash>=3" "pytest>=8" "ruff>=0.6" "torch>=2.3" "transformers>=4.40" "safetensors>=0.4" "matplotlib>=3.7"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -46,6 +46,7 @@ test-rs:
 
 test-py: build $(DATA)/.full
 	$(VPY) -m pytest -q
+	TRITON_INTERPRET=1 $(VPY) -m pytest -q -m triton tests/ops
 
 test: test-rs test-py
 

@@ -17,6 +17,7 @@ WORDS = (
     "market government report children family history music science village river mountain computer language "
     "teacher student morning evening doctor policy economy election minister company research university"
 ).split()
+NOUNS = "market government report family history music science village river mountain computer language".split()
 NAMES = "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Mallory Niaj Olivia Peggy Rupert Sybil Trent".split()
 
 
@@ -32,6 +33,7 @@ def make_documents(n_docs: int, seed: int = 0, min_sents: int = 1, max_sents: in
                 words.insert(rng.randrange(len(words)), rng.choice(NAMES))
             if rng.random() < 0.2:
                 words.insert(rng.randrange(len(words)), f"{rng.randint(1, 2000)},")
+            words.append(rng.choice(NOUNS))  # no single-letter word before the full stop ("a." looks like an initial)
             s = " ".join(words)
             sents.append(s[0].upper() + s[1:] + rng.choice([".", ".", ".", "?", "!"]))
         docs.append(sents)

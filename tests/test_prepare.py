@@ -155,11 +155,15 @@ def test_empty_file_and_empty_documents_are_counted(tmp_path, docs, vocab):
     empty.write_text("")
     blanks = tmp_path / "blanks.txt"
     blanks.write_text("\n\n   \n\t\n\n" + " ".join(docs[0]) + "\n\n \n\n" + " ".join(docs[1]) + "\n")
-    out, summary = run(tmp_path, [empty, blanks], vocab)
-    assert summary["totals"]["documents"] == 2
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps({"text": ""}) + "\n" + json.dumps({"text": "  \n "}) + "\n"
+                       + json.dumps({"text": "\x00\x07\x1b"}) + "\n" + json.dumps({"text": " ".join(docs[2])}) + "\n")  # fmt: skip
+    out, summary = run(tmp_path, [empty, blanks, records], vocab)
+    assert summary["totals"]["documents"] == 3
     skipped = manifest(out)["totals"]["skipped"]
-    assert skipped.get("empty_files", 0) == 1
-    assert skipped.get("empty_documents", 0) >= 1
+    assert skipped["empty_files"] == 1
+    assert skipped["empty_documents"] == 2  # the two blank JSONL records
+    assert skipped["documents_without_tokens"] == 1  # only control characters: nothing left to tokenize
 
 
 def test_only_empty_input_is_an_error_and_leaves_nothing(tmp_path, vocab):

@@ -19,9 +19,7 @@ impl PyWordPieceTokenizer {
     #[new]
     #[pyo3(signature = (path, lowercase = None))]
     fn new(py: Python<'_>, path: PathBuf, lowercase: Option<bool>) -> PyResult<Self> {
-        let inner = py
-            .detach(|| Tokenizer::from_file(&path, lowercase))
-            .py_err()?;
+        let inner = py.detach(|| Tokenizer::from_file(&path, lowercase)).py_err()?;
         Ok(PyWordPieceTokenizer { inner })
     }
 
@@ -32,14 +30,8 @@ impl PyWordPieceTokenizer {
 
     /// Ids of each text, on `threads` threads (0: one per core), without the GIL.
     #[pyo3(signature = (texts, threads = 0))]
-    fn encode_batch(
-        &self,
-        py: Python<'_>,
-        texts: Vec<String>,
-        threads: usize,
-    ) -> PyResult<Vec<Vec<u32>>> {
-        py.detach(|| self.inner.encode_batch(&texts, threads))
-            .py_err()
+    fn encode_batch(&self, py: Python<'_>, texts: Vec<String>, threads: usize) -> PyResult<Vec<Vec<u32>>> {
+        py.detach(|| self.inner.encode_batch(&texts, threads)).py_err()
     }
 
     fn decode(&self, ids: Vec<u32>) -> String {

@@ -103,8 +103,7 @@ impl Sink<'_> {
             self.punct(c.encode_utf8(&mut buf).as_bytes());
         } else {
             let mut buf = [0u8; 4];
-            self.word
-                .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            self.word.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
     }
 }
@@ -137,11 +136,7 @@ impl BertPipeline {
     }
 
     pub(crate) fn encode(&self, wp: &WordPiece, text: &str, out: &mut Vec<u32>) {
-        let mut sink = Sink {
-            wp,
-            word: Vec::with_capacity(64),
-            out,
-        };
+        let mut sink = Sink { wp, word: Vec::with_capacity(64), out };
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {

@@ -116,9 +116,7 @@ fn piece_end(s: &str, bytes: &[u8], i: usize, c: char) -> usize {
 /// Bytes of the longest prefix of `s` whose chars satisfy `p`.
 #[inline]
 fn run_len(s: &str, p: impl Fn(char) -> bool) -> usize {
-    s.char_indices()
-        .find(|&(_, d)| !p(d))
-        .map_or(s.len(), |(j, _)| j)
+    s.char_indices().find(|&(_, d)| !p(d)).map_or(s.len(), |(j, _)| j)
 }
 
 pub(crate) struct ByteLevelPipeline {

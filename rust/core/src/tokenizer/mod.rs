@@ -82,10 +82,7 @@ struct AddedTokens {
 
 impl AddedTokens {
     fn new(tokens: impl IntoIterator<Item = (String, u32)>) -> AddedTokens {
-        let mut added = AddedTokens {
-            first_byte: [false; 256],
-            tokens: Vec::new(),
-        };
+        let mut added = AddedTokens { first_byte: [false; 256], tokens: Vec::new() };
         for (token, id) in tokens {
             if let Some(&b) = token.as_bytes().first() {
                 added.first_byte[b as usize] = true;
@@ -98,10 +95,7 @@ impl AddedTokens {
 
     #[inline]
     fn match_at(&self, rest: &[u8]) -> Option<(usize, u32)> {
-        self.tokens
-            .iter()
-            .find(|(t, _)| rest.starts_with(t))
-            .map(|(t, id)| (t.len(), *id))
+        self.tokens.iter().find(|(t, _)| rest.starts_with(t)).map(|(t, id)| (t.len(), *id))
     }
 }
 
@@ -117,9 +111,7 @@ pub struct Tokenizer {
 const BERT_SPECIALS: [&str; 4] = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"];
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
 /// Everything `Tokenizer::build` needs, whatever the file was.
@@ -137,26 +129,14 @@ struct Parts {
 impl Tokenizer {
     pub fn from_file(path: &Path, lowercase: Option<bool>) -> Result<Tokenizer> {
         let bytes = std::fs::read(path).at(path)?;
-        let is_json = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-        let parts = if is_json {
-            parse_json(path, &bytes, lowercase)?
-        } else {
-            parse_vocab_txt(path, &bytes, lowercase)?
-        };
+        let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let parts =
+            if is_json { parse_json(path, &bytes, lowercase)? } else { parse_vocab_txt(path, &bytes, lowercase)? };
         Tokenizer::build(path, parts)
     }
 
     fn build(path: &Path, parts: Parts) -> Result<Tokenizer> {
-        let Parts {
-            tokens,
-            prefix,
-            unk_token,
-            max_chars,
-            bert,
-            added,
-        } = parts;
+        let Parts { tokens, prefix, unk_token, max_chars, bert, added } = parts;
         // Later ids win on duplicates (HF's HashMap insert order).
         let mut index: rustc_hash::FxHashMap<&str, u32> = Default::default();
         for (id, t) in tokens.iter().enumerate() {
@@ -182,21 +162,9 @@ impl Tokenizer {
                 ),
             ));
         }
-        let specials = SpecialIds {
-            pad,
-            unk,
-            cls,
-            sep,
-            mask,
-        };
+        let specials = SpecialIds { pad, unk, cls, sep, mask };
         let mut special_tokens = BTreeMap::new();
-        for (t, id) in [
-            (unk_token.as_str(), unk),
-            ("[PAD]", pad),
-            ("[CLS]", cls),
-            ("[SEP]", sep),
-            ("[MASK]", mask),
-        ] {
+        for (t, id) in [(unk_token.as_str(), unk), ("[PAD]", pad), ("[CLS]", cls), ("[SEP]", sep), ("[MASK]", mask)] {
             special_tokens.insert(t.to_string(), id);
         }
         for (t, id, special) in &added {
@@ -210,30 +178,13 @@ impl Tokenizer {
             hasher.update(t.as_bytes());
             hasher.update(b"\n");
         }
-        let vocab_sha256: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let vocab_sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
 
-        let continuation = tokens
-            .iter()
-            .map(|t| !prefix.is_empty() && t.starts_with(&prefix))
-            .collect();
+        let continuation = tokens.iter().map(|t| !prefix.is_empty() && t.starts_with(&prefix)).collect();
         let wordpiece = WordPiece::new(&tokens, &prefix, unk, max_chars);
         let (pipeline, lowercase, strip_accents, name) = match bert {
-            Some(o) => (
-                Pipeline::Bert(BertPipeline::new(o)),
-                o.lowercase,
-                Some(o.strip_accents),
-                "bert",
-            ),
-            None => (
-                Pipeline::ByteLevel(ByteLevelPipeline::new()),
-                false,
-                Some(false),
-                "byte_level",
-            ),
+            Some(o) => (Pipeline::Bert(BertPipeline::new(o)), o.lowercase, Some(o.strip_accents), "bert"),
+            None => (Pipeline::ByteLevel(ByteLevelPipeline::new()), false, Some(false), "byte_level"),
         };
         let info = TokenizerInfo {
             kind: "wordpiece".into(),
@@ -295,23 +246,13 @@ impl Tokenizer {
 
     /// Encodes every text on a rayon pool of `threads` threads built for this call (0: one per
     /// core), in order. No global pool is touched, so this is safe after a fork.
-    pub fn encode_batch<S: AsRef<str> + Sync>(
-        &self,
-        texts: &[S],
-        threads: usize,
-    ) -> Result<Vec<Vec<u32>>> {
+    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S], threads: usize) -> Result<Vec<Vec<u32>>> {
         use rayon::prelude::*;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .map_err(|e| Error::config(format!("cannot start {threads} tokenizer threads: {e}")))?;
-        Ok(pool.install(|| {
-            texts
-                .par_iter()
-                .with_min_len(64)
-                .map(|t| self.encode(t.as_ref()))
-                .collect()
-        }))
+        Ok(pool.install(|| texts.par_iter().with_min_len(64).map(|t| self.encode(t.as_ref())).collect()))
     }
 
     /// Number of ids (lines of a vocab.txt, entries of a tokenizer.json vocab).
@@ -351,11 +292,7 @@ impl Tokenizer {
             Pipeline::Bert(_) => {
                 let prefix = &self.info.continuing_subword_prefix;
                 let mut s = String::new();
-                for (n, t) in ids
-                    .iter()
-                    .filter_map(|&i| self.token_checked(i))
-                    .enumerate()
-                {
+                for (n, t) in ids.iter().filter_map(|&i| self.token_checked(i)).enumerate() {
                     match t.strip_prefix(prefix.as_str()) {
                         Some(rest) if n > 0 && !prefix.is_empty() => s.push_str(rest),
                         _ => {
@@ -397,11 +334,7 @@ fn parse_vocab_txt(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result
     if !bytes.is_empty() {
         for (n, line) in body.split(|&b| b == b'\n').enumerate() {
             let line = std::str::from_utf8(line).map_err(|e| {
-                Error::input(
-                    path,
-                    n as u64 + 1,
-                    format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
-                )
+                Error::input(path, n as u64 + 1, format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))
             })?;
             tokens.push(line.trim_end().to_string());
         }
@@ -422,12 +355,7 @@ fn parse_vocab_txt(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result
         prefix: "##".into(),
         unk_token: "[UNK]".into(),
         max_chars: 100,
-        bert: Some(BertOptions {
-            clean_text: true,
-            handle_chinese_chars: true,
-            strip_accents: lowercase,
-            lowercase,
-        }),
+        bert: Some(BertOptions { clean_text: true, handle_chinese_chars: true, strip_accents: lowercase, lowercase }),
         added,
     })
 }
@@ -450,17 +378,14 @@ fn get_bool(v: &Value, key: &str, default: bool) -> std::result::Result<bool, St
 /// HF `tokenizer.json` with a WordPiece model and one of the two supported pipelines.
 fn parse_json(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result<Parts> {
     let fail = |m: String| Error::format(path, m);
-    let root: Value = serde_json::from_slice(bytes)
-        .map_err(|e| fail(format!("not a valid tokenizer.json: {e}")))?;
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| fail(format!("not a valid tokenizer.json: {e}")))?;
     let model = root
         .get("model")
         .filter(|m| m.is_object())
         .ok_or_else(|| fail("not a tokenizer.json: no \"model\" object".into()))?;
     let model_type = type_of(model);
     if model_type != "WordPiece" {
-        return Err(fail(format!(
-            "unsupported model type {model_type:?}: bertkit reads WordPiece tokenizers only"
-        )));
+        return Err(fail(format!("unsupported model type {model_type:?}: bertkit reads WordPiece tokenizers only")));
     }
     let vocab = model
         .get("vocab")
@@ -468,19 +393,12 @@ fn parse_json(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result<Part
         .ok_or_else(|| fail("WordPiece model without a \"vocab\" object".into()))?;
     let mut slots: Vec<Option<String>> = vec![None; vocab.len()];
     for (token, id) in vocab {
-        let id = id
-            .as_u64()
-            .ok_or_else(|| fail(format!("vocab id of {token:?} is not an integer: {id}")))?;
-        let slot = slots.get_mut(id as usize).ok_or_else(|| {
-            fail(format!(
-                "vocab ids must be 0..{} without gaps; {token:?} has id {id}",
-                vocab.len()
-            ))
-        })?;
+        let id = id.as_u64().ok_or_else(|| fail(format!("vocab id of {token:?} is not an integer: {id}")))?;
+        let slot = slots
+            .get_mut(id as usize)
+            .ok_or_else(|| fail(format!("vocab ids must be 0..{} without gaps; {token:?} has id {id}", vocab.len())))?;
         if let Some(other) = slot.replace(token.clone()) {
-            return Err(fail(format!(
-                "tokens {other:?} and {token:?} share id {id}"
-            )));
+            return Err(fail(format!("tokens {other:?} and {token:?} share id {id}")));
         }
     }
     let tokens: Vec<String> = slots.into_iter().map(Option::unwrap_or_default).collect();
@@ -495,11 +413,10 @@ fn parse_json(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result<Part
     let prefix = str_field("continuing_subword_prefix", "##")?;
     let max_chars = match model.get("max_input_chars_per_word") {
         None | Some(Value::Null) => 100,
-        Some(v) => v.as_u64().ok_or_else(|| {
-            fail(format!(
-                "model.max_input_chars_per_word must be an integer, found {v}"
-            ))
-        })? as usize,
+        Some(v) => {
+            v.as_u64().ok_or_else(|| fail(format!("model.max_input_chars_per_word must be an integer, found {v}")))?
+                as usize
+        }
     };
 
     let normalizer = root.get("normalizer").unwrap_or(&Value::Null);
@@ -508,24 +425,13 @@ fn parse_json(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result<Part
         n if type_of(n) == "BertNormalizer" => {
             let l = lowercase.map_or_else(|| get_bool(n, "lowercase", true), Ok);
             let l = l.map_err(|m| fail(format!("normalizer: {m}")))?;
-            let strip =
-                get_bool(n, "strip_accents", l).map_err(|m| fail(format!("normalizer: {m}")))?;
-            let clean =
-                get_bool(n, "clean_text", true).map_err(|m| fail(format!("normalizer: {m}")))?;
-            let cjk = get_bool(n, "handle_chinese_chars", true)
-                .map_err(|m| fail(format!("normalizer: {m}")))?;
-            Some(BertOptions {
-                clean_text: clean,
-                handle_chinese_chars: cjk,
-                strip_accents: strip,
-                lowercase: l,
-            })
+            let strip = get_bool(n, "strip_accents", l).map_err(|m| fail(format!("normalizer: {m}")))?;
+            let clean = get_bool(n, "clean_text", true).map_err(|m| fail(format!("normalizer: {m}")))?;
+            let cjk = get_bool(n, "handle_chinese_chars", true).map_err(|m| fail(format!("normalizer: {m}")))?;
+            Some(BertOptions { clean_text: clean, handle_chinese_chars: cjk, strip_accents: strip, lowercase: l })
         }
         n => {
-            return Err(fail(format!(
-                "unsupported normalizer {}: bertkit supports BertNormalizer or none",
-                type_of(n)
-            )))
+            return Err(fail(format!("unsupported normalizer {}: bertkit supports BertNormalizer or none", type_of(n))))
         }
     };
     let pre = root.get("pre_tokenizer").unwrap_or(&Value::Null);
@@ -567,35 +473,21 @@ fn parse_json(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result<Part
                 )));
             }
             for key in ["single_word", "lstrip", "rstrip", "normalized"] {
-                if get_bool(a, key, false)
-                    .map_err(|m| fail(format!("added token {content:?}: {m}")))?
-                {
+                if get_bool(a, key, false).map_err(|m| fail(format!("added token {content:?}: {m}")))? {
                     return Err(fail(format!(
                         "added token {content:?} has {key}=true, which bertkit does not support"
                     )));
                 }
             }
-            let special = get_bool(a, "special", false)
-                .map_err(|m| fail(format!("added token {content:?}: {m}")))?;
+            let special = get_bool(a, "special", false).map_err(|m| fail(format!("added token {content:?}: {m}")))?;
             added.push((content.to_string(), id as u32, special));
         }
     }
-    Ok(Parts {
-        tokens,
-        prefix,
-        unk_token,
-        max_chars,
-        bert,
-        added,
-    })
+    Ok(Parts { tokens, prefix, unk_token, max_chars, bert, added })
 }
 
 fn is_elc_pre_tokenizer(pre: &Value) -> bool {
-    let Some([byte_level, digits]) = pre
-        .get("pretokenizers")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-    else {
+    let Some([byte_level, digits]) = pre.get("pretokenizers").and_then(Value::as_array).map(Vec::as_slice) else {
         return false;
     };
     type_of(byte_level) == "ByteLevel"

@@ -10,10 +10,7 @@ const SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
 fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
     let p = dir.path().join(name);
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(content.as_bytes())
-        .unwrap();
+    std::fs::File::create(&p).unwrap().write_all(content.as_bytes()).unwrap();
     p
 }
 
@@ -24,16 +21,13 @@ fn vocab_file(dir: &tempfile::TempDir, extra: &[&str]) -> PathBuf {
 }
 
 fn pieces(t: &Tokenizer, text: &str) -> Vec<String> {
-    t.encode(text)
-        .iter()
-        .map(|&i| t.token(i).to_string())
-        .collect()
+    t.encode(text).iter().map(|&i| t.token(i).to_string()).collect()
 }
 
 const BERT_EXTRA: &[&str] = &[
-    "hello", "world", "##s", "cafe", "!", ",", ".", "中", "文", "un", "##aff", "##able", "a",
-    "##b", "σ", "ο", "δ", "##ο", "##δ", "##σ", "$", "«", "»", "—", "e", "x", "##x", "😀", "resume",
-    "i", "##i", "̇", "[", "]", "mask", "#", "##", "ß", "ss", "n", "°", "€", "ff",
+    "hello", "world", "##s", "cafe", "!", ",", ".", "中", "文", "un", "##aff", "##able", "a", "##b", "σ", "ο", "δ",
+    "##ο", "##δ", "##σ", "$", "«", "»", "—", "e", "x", "##x", "😀", "resume", "i", "##i", "̇", "[", "]", "mask", "#",
+    "##", "ß", "ss", "n", "°", "€", "ff",
 ];
 
 fn bert(dir: &tempfile::TempDir) -> Tokenizer {
@@ -45,14 +39,8 @@ fn bert_basic_and_punctuation() {
     let dir = tempfile::tempdir().unwrap();
     let t = bert(&dir);
     assert_eq!(pieces(&t, "Hello, world!"), ["hello", ",", "world", "!"]);
-    assert_eq!(
-        pieces(&t, "unaffable worlds"),
-        ["un", "##aff", "##able", "world", "##s"]
-    );
-    assert_eq!(
-        pieces(&t, "$«hello»—world"),
-        ["$", "«", "hello", "»", "—", "world"]
-    );
+    assert_eq!(pieces(&t, "unaffable worlds"), ["un", "##aff", "##able", "world", "##s"]);
+    assert_eq!(pieces(&t, "$«hello»—world"), ["$", "«", "hello", "»", "—", "world"]);
     assert_eq!(pieces(&t, ""), Vec::<String>::new());
     assert_eq!(pieces(&t, "   \t\n "), Vec::<String>::new());
     // Unknown word → one [UNK]; unknown punctuation char → [UNK].
@@ -141,10 +129,7 @@ fn info_specials_and_decode() {
     content.push('\n');
     content.push_str(&BERT_EXTRA.join("\n"));
     content.push('\n');
-    let digest: String = Sha256::digest(content.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest: String = Sha256::digest(content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(info.vocab_sha256, digest);
     let ids = t.encode("unaffable worlds!");
     assert_eq!(t.decode(&ids), "unaffable worlds !");
@@ -158,16 +143,8 @@ fn info_specials_and_decode() {
 fn batch_matches_single_for_any_thread_count() {
     let dir = tempfile::tempdir().unwrap();
     let t = bert(&dir);
-    let texts: Vec<String> = (0..500)
-        .map(|i| {
-            format!(
-                "Hello{} world{}s café {}",
-                "!".repeat(i % 3),
-                i,
-                "中".repeat(i % 2)
-            )
-        })
-        .collect();
+    let texts: Vec<String> =
+        (0..500).map(|i| format!("Hello{} world{}s café {}", "!".repeat(i % 3), i, "中".repeat(i % 2))).collect();
     let single: Vec<Vec<u32>> = texts.iter().map(|s| t.encode(s)).collect();
     for threads in [1, 2, 3] {
         assert_eq!(t.encode_batch(&texts, threads).unwrap(), single);
@@ -202,11 +179,7 @@ fn vocab_errors_name_file_and_tokens() {
 fn vocab_duplicates_and_crlf() {
     let dir = tempfile::tempdir().unwrap();
     // "a  " is trimmed to "a"; the later "a" wins, like HF.
-    let p = write(
-        &dir,
-        "v.txt",
-        "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]\r\na  \r\nb\r\na",
-    );
+    let p = write(&dir, "v.txt", "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]\r\na  \r\nb\r\na");
     let t = Tokenizer::from_file(&p, None).unwrap();
     assert_eq!(t.vocab_size(), 8);
     assert_eq!(t.encode("a b"), [7, 6]);
@@ -225,11 +198,8 @@ fn large_vocab_ids_above_u16() {
 }
 
 fn elc_json(vocab: &[&str], pre: &str, normalizer: &str) -> String {
-    let entries: Vec<String> = vocab
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("{}: {i}", serde_json::to_string(t).unwrap()))
-        .collect();
+    let entries: Vec<String> =
+        vocab.iter().enumerate().map(|(i, t)| format!("{}: {i}", serde_json::to_string(t).unwrap())).collect();
     let added: Vec<String> = vocab[..7]
         .iter()
         .enumerate()
@@ -255,48 +225,31 @@ const ELC_PRE: &str = r#"{"type": "Sequence", "pretokenizers": [
     {"type": "Digits", "individual_digits": true}]}"#;
 
 const ELC_VOCAB: &[&str] = &[
-    "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]", "[PAR]", "[TAB]", "Ġ", "Ġhello", "Ġworld", "'s",
-    "Ġit", "0", "1", "2", "9", "Ġcaf", "Ã©", "Ċ", "ĊĊ", "ĉ", "hello", "Â", "ĠÂ", "²", "!", "Ġ!",
-    "wor", "ld", "Ġwor",
+    "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]", "[PAR]", "[TAB]", "Ġ", "Ġhello", "Ġworld", "'s", "Ġit", "0", "1",
+    "2", "9", "Ġcaf", "Ã©", "Ċ", "ĊĊ", "ĉ", "hello", "Â", "ĠÂ", "²", "!", "Ġ!", "wor", "ld", "Ġwor",
 ];
 
 #[test]
 fn byte_level_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        &dir,
-        "tokenizer.json",
-        &elc_json(ELC_VOCAB, ELC_PRE, "null"),
-    );
+    let p = write(&dir, "tokenizer.json", &elc_json(ELC_VOCAB, ELC_PRE, "null"));
     let t = Tokenizer::from_file(&p, None).unwrap();
     assert_eq!(t.info().pipeline, "byte_level");
     assert_eq!(t.info().continuing_subword_prefix, "");
     assert_eq!(t.info().special_tokens.len(), 7);
     assert_eq!(pieces(&t, "hello world"), ["Ġhello", "Ġworld"]);
-    assert_eq!(
-        pieces(&t, "it's 2019"),
-        ["Ġit", "'s", "Ġ", "2", "0", "1", "9"]
-    );
+    assert_eq!(pieces(&t, "it's 2019"), ["Ġit", "'s", "Ġ", "2", "0", "1", "9"]);
     assert_eq!(pieces(&t, "\thello"), ["Ġ", "ĉ", "hello"]);
     assert_eq!(pieces(&t, "café"), ["Ġcaf", "Ã©"]);
     assert_eq!(pieces(&t, " ²"), ["ĠÂ", "²"]);
-    assert_eq!(
-        pieces(&t, "hello\n\n world!"),
-        ["Ġhello", "ĊĊ", "Ġworld", "!"]
-    );
+    assert_eq!(pieces(&t, "hello\n\n world!"), ["Ġhello", "ĊĊ", "Ġworld", "!"]);
     // Greedy pieces without a prefix.
     assert_eq!(pieces(&t, "helloworld"), ["Ġhello", "wor", "ld"]);
     // Each text segment around a special token gets its own prefix space.
-    assert_eq!(
-        pieces(&t, "hello[SEP]hello[PAR]"),
-        ["Ġhello", "[SEP]", "Ġhello", "[PAR]"]
-    );
+    assert_eq!(pieces(&t, "hello[SEP]hello[PAR]"), ["Ġhello", "[SEP]", "Ġhello", "[PAR]"]);
     assert_eq!(pieces(&t, ""), Vec::<String>::new());
     assert_eq!(pieces(&t, " "), ["Ġ"]);
-    assert_eq!(
-        t.decode(&t.encode("hello world! café")),
-        " hello world! café"
-    );
+    assert_eq!(t.decode(&t.encode("hello world! café")), " hello world! café");
     assert!(!t.is_continuation(t.token_to_id("ld").unwrap()));
     assert!(Tokenizer::from_file(&p, Some(true)).is_err());
 }
@@ -310,11 +263,7 @@ fn json_errors_name_the_unsupported_piece() {
         assert!(e.contains(name) && e.contains(needle), "{e}");
     };
     check("a.json", "{not json", "not a valid tokenizer.json");
-    check(
-        "b.json",
-        r#"{"model": {"type": "BPE", "vocab": {}}}"#,
-        "\"BPE\"",
-    );
+    check("b.json", r#"{"model": {"type": "BPE", "vocab": {}}}"#, "\"BPE\"");
     let meta = r#"{"type": "Metaspace", "replacement": "▁"}"#;
     check("c.json", &elc_json(ELC_VOCAB, meta, "null"), "Metaspace");
     let nfkc = r#"{"type": "NFKC"}"#;
@@ -353,18 +302,11 @@ fn throughput_on_news() {
                 }
                 total
             } else {
-                t.encode_batch(&lines, threads)
-                    .unwrap()
-                    .iter()
-                    .map(Vec::len)
-                    .sum()
+                t.encode_batch(&lines, threads).unwrap().iter().map(Vec::len).sum()
             };
             times.push(start.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
-        println!(
-            "{threads} thread(s): median {:.1} MB/s ({n} tokens)",
-            mb / times[2]
-        );
+        println!("{threads} thread(s): median {:.1} MB/s ({n} tokens)", mb / times[2]);
     }
 }

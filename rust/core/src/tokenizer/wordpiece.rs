@@ -90,12 +90,7 @@ impl WordPiece {
                 }
             }
         }
-        WordPiece {
-            start,
-            cont,
-            unk,
-            max_chars,
-        }
+        WordPiece { start, cont, unk, max_chars }
     }
 
     /// Id of a whole token, if in the vocabulary.
@@ -111,20 +106,14 @@ impl WordPiece {
             return;
         }
         // chars <= bytes, so only long words need counting.
-        if word.len() > self.max_chars
-            && word.iter().filter(|&&b| (b as i8) >= -0x40).count() > self.max_chars
-        {
+        if word.len() > self.max_chars && word.iter().filter(|&&b| (b as i8) >= -0x40).count() > self.max_chars {
             out.push(self.unk);
             return;
         }
         let mark = out.len();
         let mut start = 0;
         while start < word.len() {
-            let map = if start == 0 {
-                &self.start
-            } else {
-                self.cont.as_ref().unwrap_or(&self.start)
-            };
+            let map = if start == 0 { &self.start } else { self.cont.as_ref().unwrap_or(&self.start) };
             let mut end = word.len().min(start + map.longest);
             while !is_char_boundary(word, end) {
                 end -= 1;
@@ -167,12 +156,7 @@ mod tests {
 
     #[test]
     fn greedy_longest_match_with_prefix() {
-        let w = wp(
-            &[
-                "[UNK]", "un", "##aff", "##able", "unaff", "##a", "##ble", "é", "##é",
-            ],
-            "##",
-        );
+        let w = wp(&["[UNK]", "un", "##aff", "##able", "unaff", "##a", "##ble", "é", "##é"], "##");
         assert_eq!(run(&w, "unaffable"), vec![4, 3]);
         assert_eq!(run(&w, "unable"), vec![1, 3]);
         // No piece for "x": the whole word is unknown, pieces already pushed are dropped.
