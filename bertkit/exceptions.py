@@ -13,10 +13,6 @@ class FormatError(BertkitError, ValueError):
     """A file that is not what it should be: a vocab without [CLS], a corrupt shard, no manifest."""
 
 
-class ChecksumError(FormatError):
-    """A shard whose bytes do not match the manifest's checksum."""
-
-
 class ConfigError(BertkitError, ValueError):
     """Invalid or contradictory options."""
 

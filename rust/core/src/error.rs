@@ -23,9 +23,6 @@ pub enum Error {
     /// A file whose content is not what it should be (vocab without [CLS], corrupt shard, ...).
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
-    /// A checksum mismatch found by `verify`.
-    #[error("{path}: checksum mismatch (expected xxh3 {expected}, found {found}); the shard is corrupt")]
-    Checksum { path: PathBuf, expected: String, found: String },
     /// The inputs hold no document at all.
     #[error("no documents found in the inputs ({0})")]
     NoDocuments(String),

@@ -443,37 +443,6 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     Ok((size, format!("{:016x}", hasher.digest())))
 }
 
-/// Re-hash every array file of a dataset. Returns the problems found (empty when intact).
-pub fn verify(dir: &Path) -> Result<Vec<String>> {
-    let m = Manifest::read(dir)?;
-    let files: Vec<(&Shard, &ArrayFile)> =
-        m.shards.iter().flat_map(|s| s.arrays.values().map(move |a| (s, a))).collect();
-    use rayon::prelude::*;
-    let problems: Vec<String> = files
-        .par_iter()
-        .filter_map(|(shard, a)| {
-            let path = dir.join(&a.path);
-            match hash_file(&path) {
-                Err(e) => Some(format!("shard {}: {e}", shard.name)),
-                Ok((size, _)) if size != a.size => Some(format!(
-                    "shard {}: {}: size {size} bytes, manifest says {}",
-                    shard.name,
-                    path.display(),
-                    a.size
-                )),
-                Ok((_, h)) if h != a.xxh3 => Some(format!(
-                    "shard {}: {}: checksum mismatch (expected xxh3 {}, found {h}); the shard is corrupt",
-                    shard.name,
-                    path.display(),
-                    a.xxh3
-                )),
-                Ok(_) => None,
-            }
-        })
-        .collect();
-    Ok(problems)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

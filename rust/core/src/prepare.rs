@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::corpus::{CorpusView, MmapCorpus};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, hash_file, write_atomic, write_npy, write_tokens, DType, InputFile, Manifest, Shard, Totals, FORMAT_NAME,
+    hash_file, write_atomic, write_npy, write_tokens, DType, InputFile, Manifest, Shard, Totals, FORMAT_NAME,
     FORMAT_VERSION, MANIFEST, SHARD_DIR,
 };
 use crate::instances::{self, MaskVocab, NspConfig};
@@ -858,9 +858,4 @@ fn copy_tokenizer(tok: &Tokenizer, src: &Path, out: &Path) -> Result<()> {
         write_atomic(&dir.join("tokenizer.json"), &bytes)?;
     }
     Ok(())
-}
-
-/// Re-hash a dataset (`bertkit verify`).
-pub fn verify(dir: &Path) -> Result<Vec<String>> {
-    format::verify(dir)
 }

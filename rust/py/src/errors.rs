@@ -27,7 +27,6 @@ pub fn to_pyerr(e: Error) -> PyErr {
             let class = match &e {
                 Error::InvalidUtf8 { .. } | Error::Input { .. } | Error::NoDocuments(_) => "InputError",
                 Error::Format { .. } => "FormatError",
-                Error::Checksum { .. } => "ChecksumError",
                 Error::Config(_) => "ConfigError",
                 Error::Exists { .. } => "DatasetExistsError",
                 Error::Cancelled => "Cancelled",

@@ -1,4 +1,4 @@
-//! `prepare` and `verify_dataset`: run the core on a worker thread (own rayon pool, GIL released)
+//! `prepare`: run the core on a worker thread (own rayon pool, GIL released)
 //! while the calling thread polls progress every ~100 ms, calls the Python callback and checks for
 //! Ctrl-C, which cancels the run cleanly (no manifest is written).
 
@@ -106,15 +106,7 @@ fn prepare(py: Python<'_>, config_json: &str, callback: Option<Bound<'_, PyAny>>
     json_to_py(py, &summary)
 }
 
-/// Re-hash every file of a dataset; returns the problems found (empty when intact).
-#[pyfunction]
-#[pyo3(signature = (path, threads=0))]
-fn verify_dataset(py: Python<'_>, path: std::path::PathBuf, threads: usize) -> PyResult<Vec<String>> {
-    run_polled(py, threads, Arc::new(Progress::new()), None, move |_| bertkit_core::format::verify(&path))
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prepare, m)?)?;
-    m.add_function(wrap_pyfunction!(verify_dataset, m)?)?;
     Ok(())
 }
