@@ -2,7 +2,8 @@
 
     python benchmarks/tokenize_bench.py [TEXT_FILE] [--vocab VOCAB] [--runs 3]
 
-TEXT_FILE defaults to $BERTKIT_DATA/news.txt and the vocab to $BERTKIT_DATA/vocab.txt. Lines are
+TEXT_FILE defaults to $BERTKIT_DATA/news.txt and the vocab to $BERTKIT_DATA/vocab.txt (or give a
+tokenizer.json as --vocab, e.g. an ELC-style one; the anchor is then `Tokenizer.from_file`). Lines are
 encoded without special tokens. Prints MB/s (UTF-8 bytes of the lines / wall time, median of the
 runs) for 1 and 2 threads, the ratio ours/anchor measured in the same run, and the share of lines
 whose ids agree.
@@ -42,12 +43,17 @@ def main() -> None:
 
     # The anchor's thread pool is fixed at import: set the 1-thread setting before importing it.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from tokenizers import BertWordPieceTokenizer
+    from tokenizers import BertWordPieceTokenizer, Tokenizer
 
     from bertkit._core import WordPieceTokenizer
 
     ours = WordPieceTokenizer(args.vocab)
-    anchor = BertWordPieceTokenizer(args.vocab, lowercase=True)
+    if args.vocab.endswith(".json"):
+        anchor = Tokenizer.from_file(args.vocab)
+        anchor.no_padding()
+        anchor.no_truncation()
+    else:
+        anchor = BertWordPieceTokenizer(args.vocab, lowercase=True)
 
     ours_ids = ours.encode_batch(lines, threads=1)
     anchor_ids = [e.ids for e in anchor.encode_batch(lines, add_special_tokens=False)]
