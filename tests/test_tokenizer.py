@@ -226,6 +226,26 @@ def test_bad_json_and_unsupported_pipelines(tmp_path, bert_vocab):
 
 
 @pytest.mark.slow
+def test_every_code_point_parity(bert_vocab, elc_pair):
+    """Each assigned-plane scalar in a few contexts: catches category-table and normalisation differences.
+
+    Planes 4-13 are unassigned and 15-16 private use, so those are sampled."""
+    cps = [c for c in range(0x40000) if not 0xD800 <= c < 0xE000]
+    cps += list(range(0x40000, 0xE0000, 101)) + list(range(0xE0000, 0xE1000)) + list(range(0xF0000, 0x110000, 97))
+    texts = [f"a{chr(c)}b {chr(c)}x{chr(c)}{chr(c)} 1{chr(c)}" for c in cps]
+    hf_elc, ours_elc, _ = elc_pair
+    pairs = [
+        (WordPieceTokenizer(str(bert_vocab)), BertWordPieceTokenizer(str(bert_vocab))),
+        (ours_elc, hf_elc),
+    ]
+    for ours, hf in pairs:
+        got = ours.encode_batch(texts)
+        want = [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+        bad = [hex(cps[i]) for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b]
+        assert not bad, f"{len(bad)} code points differ, first: {bad[:20]}"
+
+
+@pytest.mark.slow
 def test_real_corpora_parity():
     data = os.environ.get("BERTKIT_DATA")
     if not data:

@@ -7,8 +7,11 @@
 //! `bytes_to_unicode`). Digits then isolates every *mapped* char that is numeric: ASCII digits,
 //! and also `²³¹¼½¾`, which are the images of the bytes 0xB2, 0xB3, 0xB9, 0xBC-0xBE (so UTF-8
 //! continuation bytes get split off too, exactly as HF does).
+//!
+//! `\p{L}`/`\p{N}` use Unicode 16.0 general categories, the version of the Oniguruma inside HF
+//! `tokenizers` 0.23 (checked on every code point: no difference).
 
-use unicode_categories::UnicodeCategories;
+use unicode_general_category::{get_general_category, GeneralCategory as G};
 
 use super::wordpiece::WordPiece;
 
@@ -52,12 +55,16 @@ fn class(c: char) -> Class {
         }
     } else if c.is_whitespace() {
         Class::Space
-    } else if c.is_letter() {
-        Class::Letter
-    } else if c.is_number() {
-        Class::Number
     } else {
-        Class::Other
+        match get_general_category(c) {
+            G::UppercaseLetter
+            | G::LowercaseLetter
+            | G::TitlecaseLetter
+            | G::ModifierLetter
+            | G::OtherLetter => Class::Letter,
+            G::DecimalNumber | G::LetterNumber | G::OtherNumber => Class::Number,
+            _ => Class::Other,
+        }
     }
 }
 
