@@ -57,11 +57,9 @@ fn class(c: char) -> Class {
         Class::Space
     } else {
         match get_general_category(c) {
-            G::UppercaseLetter
-            | G::LowercaseLetter
-            | G::TitlecaseLetter
-            | G::ModifierLetter
-            | G::OtherLetter => Class::Letter,
+            G::UppercaseLetter | G::LowercaseLetter | G::TitlecaseLetter | G::ModifierLetter | G::OtherLetter => {
+                Class::Letter
+            }
             G::DecimalNumber | G::LetterNumber | G::OtherNumber => Class::Number,
             _ => Class::Other,
         }
