@@ -411,8 +411,8 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
     let input_bytes: u64 = inputs.iter().map(|f| f.size).sum();
     progress.total_bytes.store(input_bytes, Ordering::Relaxed);
 
-    // Stage 1: corpus shards.
-    let mut reader = DocumentReader::new(
+    // Stage 1: corpus shards (reading, tokenizing and writing overlap; see `tokenize_stage`).
+    let reader = DocumentReader::new(
         files.clone(),
         ReaderConfig {
             doc_mode: cfg.doc_mode()?,
@@ -420,68 +420,15 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
             on_invalid_utf8: cfg.invalid_utf8()?,
         },
     );
-    let mut shards: Vec<Shard> = Vec::new();
-    let mut resumed = 0usize;
-    let mut skipped_docs_after_tokenizing = 0u64;
-    let mut docs: Vec<Document> = Vec::new();
-    let mut index = 0usize;
-    loop {
-        check_cancel(progress)?;
-        docs.clear();
-        let bytes_before = reader.bytes_read();
-        let more = reader.next_batch(cfg.shard_size, &mut docs)?;
-        if docs.is_empty() {
-            if !more {
-                break;
-            }
-            continue;
-        }
-        let bytes_after = reader.bytes_read();
-        let name = format!("corpus-{index:05}");
-        if cfg.resume {
-            if let Some(s) = completed_shard(&out, &name) {
-                progress.bytes.store(bytes_after, Ordering::Relaxed);
-                Progress::add(&progress.documents, s.rows);
-                Progress::add(&progress.tokens, s.tokens);
-                skipped_docs_after_tokenizing += docs.len() as u64 - s.rows;
-                shards.push(s);
-                resumed += 1;
-                index += 1;
-                continue;
-            }
-        }
-        let text_bytes: u64 = docs.iter().map(|d| d.text.len() as u64).sum::<u64>().max(1);
-        let scale = (bytes_after - bytes_before) as f64 / text_bytes as f64;
-        let results: Vec<DocOut> = docs
-            .par_iter()
-            .map(|d| {
-                if progress.cancelled() {
-                    return DocOut::default();
-                }
-                let r = process_document(d, splitter, &tok);
-                Progress::add(&progress.bytes, (d.text.len() as f64 * scale) as u64);
-                Progress::add(&progress.tokens, r.tokens.len() as u64);
-                Progress::add(&progress.documents, 1);
-                r
-            })
-            .collect();
-        check_cancel(progress)?;
-        progress.bytes.store(bytes_after, Ordering::Relaxed);
-        let shard = write_corpus_shard(&out, &name, &docs, &results, token_dtype, &mut skipped_docs_after_tokenizing)?;
-        publish_shard(&out, &shard)?;
-        shards.push(shard);
-        index += 1;
-        if !more {
-            break;
-        }
-    }
+    let stage = tokenize_stage(cfg, &out, reader, splitter, &tok, token_dtype, progress)?;
+    let (shards, resumed, skipped_docs_after_tokenizing) = (stage.shards, stage.resumed, stage.dropped);
     let mut totals = Totals::default();
     for s in &shards {
         totals.documents += s.rows;
         totals.sentences += s.sentences;
         totals.tokens += s.tokens;
     }
-    totals.skipped = reader.skipped();
+    totals.skipped = stage.skipped;
     if totals.documents == 0 {
         let skipped: Vec<String> = totals
             .skipped
@@ -554,75 +501,266 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
     })
 }
 
-fn write_corpus_shard(
-    out: &Path,
-    name: &str,
-    docs: &[Document],
-    results: &[DocOut],
-    dtype: DType,
-    dropped: &mut u64,
-) -> Result<Shard> {
-    let n_tok: usize = results.iter().map(|r| r.tokens.len()).sum();
-    let n_sent: usize = results.iter().map(|r| r.sentence_lens.len()).sum();
-    let mut tokens: Vec<u32> = Vec::with_capacity(n_tok);
-    let mut sentence_offsets: Vec<u64> = Vec::with_capacity(n_sent + 1);
-    let mut document_offsets: Vec<u64> = Vec::with_capacity(results.len() + 1);
-    let mut sources: Vec<u32> = Vec::with_capacity(results.len());
-    sentence_offsets.push(0);
-    document_offsets.push(0);
-    for (d, r) in docs.iter().zip(results) {
-        if r.sentence_lens.is_empty() {
-            *dropped += 1;
-            continue;
-        }
-        tokens.extend_from_slice(&r.tokens);
-        for &l in &r.sentence_lens {
-            let last = *sentence_offsets.last().unwrap();
-            sentence_offsets.push(last + l as u64);
-        }
-        document_offsets.push((sentence_offsets.len() - 1) as u64);
-        sources.push(d.source);
-    }
-    let mut arrays = BTreeMap::new();
-    let n_docs = sources.len() as u64;
-    arrays.insert(
-        "tokens".into(),
-        write_tokens(out, &format!("{SHARD_DIR}/{name}.tokens.npy"), dtype, &[tokens.len() as u64], &tokens)?,
-    );
-    arrays.insert(
-        "sentence_offsets".into(),
-        write_npy(
-            out,
-            &format!("{SHARD_DIR}/{name}.sentence_offsets.npy"),
-            &[sentence_offsets.len() as u64],
-            &sentence_offsets,
-        )?,
-    );
-    arrays.insert(
-        "document_offsets".into(),
-        write_npy(
-            out,
-            &format!("{SHARD_DIR}/{name}.document_offsets.npy"),
-            &[document_offsets.len() as u64],
-            &document_offsets,
-        )?,
-    );
-    arrays.insert(
-        "document_sources".into(),
-        write_npy(out, &format!("{SHARD_DIR}/{name}.document_sources.npy"), &[n_docs], &sources)?,
-    );
-    Ok(Shard {
-        kind: "corpus".into(),
-        name: name.into(),
-        rows: n_docs,
-        sentences: (sentence_offsets.len() - 1) as u64,
-        tokens: tokens.len() as u64,
-        chunks: 0,
-        input_offset: 0,
-        arrays,
-    })
+fn shard_name(index: usize) -> String {
+    format!("corpus-{index:05}")
 }
 
+/// The arrays of one corpus shard, filled document by document.
+struct ShardBuilder {
+    tokens: Vec<u32>,
+    sentence_offsets: Vec<u64>,
+    document_offsets: Vec<u64>,
+    sources: Vec<u32>,
+}
+
+impl Default for ShardBuilder {
+    fn default() -> Self {
+        ShardBuilder { tokens: Vec::new(), sentence_offsets: vec![0], document_offsets: vec![0], sources: Vec::new() }
+    }
+}
+
+impl ShardBuilder {
+    /// Append a document; documents without tokens are dropped (the caller counts them).
+    fn push(&mut self, source: u32, r: &DocOut) {
+        if r.sentence_lens.is_empty() {
+            return;
+        }
+        self.tokens.extend_from_slice(&r.tokens);
+        let mut last = *self.sentence_offsets.last().unwrap();
+        for &l in &r.sentence_lens {
+            last += l as u64;
+            self.sentence_offsets.push(last);
+        }
+        self.document_offsets.push((self.sentence_offsets.len() - 1) as u64);
+        self.sources.push(source);
+    }
+
+    fn write(self, out: &Path, name: &str, dtype: DType) -> Result<Shard> {
+        let p = |a: &str| format!("{SHARD_DIR}/{name}.{a}.npy");
+        let n_docs = self.sources.len() as u64;
+        let mut arrays = BTreeMap::new();
+        arrays.insert(
+            "tokens".into(),
+            write_tokens(out, &p("tokens"), dtype, &[self.tokens.len() as u64], &self.tokens)?,
+        );
+        let so = &self.sentence_offsets;
+        arrays.insert("sentence_offsets".into(), write_npy(out, &p("sentence_offsets"), &[so.len() as u64], so)?);
+        let dof = &self.document_offsets;
+        arrays.insert("document_offsets".into(), write_npy(out, &p("document_offsets"), &[dof.len() as u64], dof)?);
+        arrays.insert("document_sources".into(), write_npy(out, &p("document_sources"), &[n_docs], &self.sources)?);
+        Ok(Shard {
+            kind: "corpus".into(),
+            name: name.into(),
+            rows: n_docs,
+            sentences: (so.len() - 1) as u64,
+            tokens: self.tokens.len() as u64,
+            chunks: 0,
+            input_offset: 0,
+            arrays,
+        })
+    }
+}
+
+/// Writes shards on a dedicated thread so that the next shard is computed while this one goes to
+/// disk. Jobs run in submission order; the first error stops the run (checked on every submit and
+/// at `finish`).
+struct Writer {
+    tx: Option<std::sync::mpsc::SyncSender<WriteJob>>,
+    handle: Option<std::thread::JoinHandle<Result<Vec<Shard>>>>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+type WriteJob = Box<dyn FnOnce() -> Result<Shard> + Send>;
+
+impl Writer {
+    fn new() -> Writer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<WriteJob>(1);
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = failed.clone();
+        let handle = std::thread::spawn(move || {
+            let mut done = Vec::new();
+            for job in rx {
+                match job() {
+                    Ok(s) => done.push(s),
+                    Err(e) => {
+                        flag.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(done)
+        });
+        Writer { tx: Some(tx), handle: Some(handle), failed }
+    }
+
+    /// Queue a job; if the writer already failed, return its error.
+    fn submit(&mut self, job: WriteJob) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) || self.tx.as_ref().is_some_and(|tx| tx.send(job).is_err()) {
+            return Err(self.finish().err().unwrap_or(Error::Cancelled));
+        }
+        Ok(())
+    }
+
+    /// Wait for every queued job; the shards in submission order.
+    fn finish(&mut self) -> Result<Vec<Shard>> {
+        self.tx = None;
+        match self.handle.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Err(Error::config("internal error: the shard writer panicked"))),
+            None => Err(Error::Cancelled),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What the reader thread hands over: documents of the current shard, a shard boundary, or the end.
+enum ReadMsg {
+    Block(Vec<Document>, u64),
+    EndShard,
+    Done(BTreeMap<String, u64>),
+}
+
+/// Input read per parallel block (documents are never split; a shard is several blocks).
+const READ_BLOCK: usize = 4 << 20;
+
+struct TokenizeStage {
+    shards: Vec<Shard>,
+    skipped: BTreeMap<String, u64>,
+    resumed: usize,
+    /// Documents without any token after normalisation (dropped).
+    dropped: u64,
+}
+
+/// Stage 1. A reader thread cuts the input into blocks of whole documents and marks shard
+/// boundaries (a shard ends with the document whose text brings it to `shard_size`: the same
+/// boundaries whatever the block size or thread count); the rayon pool tokenizes each block as it
+/// arrives; the writer thread writes each finished shard while the next one is tokenized.
+fn tokenize_stage(
+    cfg: &PrepareConfig,
+    out: &Path,
+    mut reader: DocumentReader,
+    splitter: SplitterKind,
+    tok: &Tokenizer,
+    dtype: DType,
+    progress: &Progress,
+) -> Result<TokenizeStage> {
+    let shard_size = cfg.shard_size as u64;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReadMsg>>(2);
+        scope.spawn(move || {
+            let mut acc = 0u64;
+            loop {
+                if progress.cancelled() {
+                    return;
+                }
+                let mut docs = Vec::new();
+                let budget = (READ_BLOCK as u64).min(shard_size - acc) as usize;
+                let more = match reader.next_batch(budget, &mut docs) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                if !docs.is_empty() {
+                    acc += docs.iter().map(|d| d.text.len() as u64).sum::<u64>();
+                    if tx.send(Ok(ReadMsg::Block(docs, reader.bytes_read()))).is_err() {
+                        return;
+                    }
+                }
+                if acc >= shard_size || (!more && acc > 0) {
+                    acc = 0;
+                    if tx.send(Ok(ReadMsg::EndShard)).is_err() {
+                        return;
+                    }
+                }
+                if !more {
+                    let _ = tx.send(Ok(ReadMsg::Done(reader.skipped())));
+                    return;
+                }
+            }
+        });
+
+        let mut writer = Writer::new();
+        let mut index = 0usize;
+        let mut resumed = 0usize;
+        let mut dropped = 0u64;
+        let mut resumed_shard: Option<Shard> = if cfg.resume { completed_shard(out, &shard_name(0)) } else { None };
+        let mut builder = ShardBuilder::default();
+        let mut docs_in_shard = 0u64;
+        let mut last_bytes = 0u64;
+        let skipped = loop {
+            check_cancel(progress)?;
+            let msg = match rx.recv() {
+                Ok(m) => m?,
+                Err(_) => return Err(Error::Cancelled),
+            };
+            match msg {
+                ReadMsg::Block(docs, bytes) => {
+                    docs_in_shard += docs.len() as u64;
+                    if resumed_shard.is_none() {
+                        let text: u64 = docs.iter().map(|d| d.text.len() as u64).sum::<u64>().max(1);
+                        let scale = bytes.saturating_sub(last_bytes) as f64 / text as f64;
+                        let results: Vec<DocOut> = docs
+                            .par_iter()
+                            .map(|d| {
+                                if progress.cancelled() {
+                                    return DocOut::default();
+                                }
+                                let r = process_document(d, splitter, tok);
+                                Progress::add(&progress.bytes, (d.text.len() as f64 * scale) as u64);
+                                Progress::add(&progress.tokens, r.tokens.len() as u64);
+                                Progress::add(&progress.documents, 1);
+                                r
+                            })
+                            .collect();
+                        check_cancel(progress)?;
+                        for (d, r) in docs.iter().zip(&results) {
+                            builder.push(d.source, r);
+                        }
+                    }
+                    progress.bytes.store(bytes, Ordering::Relaxed);
+                    last_bytes = bytes;
+                }
+                ReadMsg::EndShard => {
+                    let name = shard_name(index);
+                    match resumed_shard.take() {
+                        Some(s) => {
+                            Progress::add(&progress.documents, s.rows);
+                            Progress::add(&progress.tokens, s.tokens);
+                            dropped += docs_in_shard - s.rows;
+                            resumed += 1;
+                            writer.submit(Box::new(move || Ok(s)))?;
+                        }
+                        None => {
+                            let b = std::mem::take(&mut builder);
+                            dropped += docs_in_shard - b.sources.len() as u64;
+                            let out = out.to_path_buf();
+                            writer.submit(Box::new(move || {
+                                let shard = b.write(&out, &name, dtype)?;
+                                publish_shard(&out, &shard)?;
+                                Ok(shard)
+                            }))?;
+                        }
+                    }
+                    index += 1;
+                    docs_in_shard = 0;
+                    resumed_shard = if cfg.resume { completed_shard(out, &shard_name(index)) } else { None };
+                }
+                ReadMsg::Done(skipped) => break skipped,
+            }
+        };
+        let shards = writer.finish()?;
+        Ok(TokenizeStage { shards, skipped, resumed, dropped })
+    })
+}
 fn build_nsp(
     cfg: &PrepareConfig,
     out: &Path,
@@ -634,7 +772,7 @@ fn build_nsp(
 ) -> Result<Vec<Shard>> {
     let nsp = cfg.nsp();
     let ctx = instances::nsp::NspContext::new(corpus);
-    let mut shards = Vec::new();
+    let mut writer = Writer::new();
     let mut index = 0usize;
     for pass in 0..cfg.dupe_factor {
         for range in doc_ranges {
@@ -644,7 +782,7 @@ fn build_nsp(
             if cfg.resume {
                 if let Some(s) = completed_shard(out, &name) {
                     Progress::add(&progress.instances, s.rows);
-                    shards.push(s);
+                    writer.submit(Box::new(move || Ok(s)))?;
                     continue;
                 }
             }
@@ -662,48 +800,52 @@ fn build_nsp(
                 })
                 .collect();
             check_cancel(progress)?;
-            let all = concat_nsp(parts);
-            let mut arrays = BTreeMap::new();
-            let n = all.next_sentence_labels.len() as u64;
-            let p = |a: &str| arr(a, "nsp", index - 1);
-            arrays.insert(
-                "input_ids".into(),
-                write_tokens(out, &p("input_ids"), dtype, &[all.input_ids.len() as u64], &all.input_ids)?,
-            );
-            arrays.insert("offsets".into(), write_npy(out, &p("offsets"), &[n + 1], &all.offsets)?);
-            arrays.insert(
-                "segment_a_lengths".into(),
-                write_npy(out, &p("segment_a_lengths"), &[n], &all.segment_a_lengths)?,
-            );
-            arrays.insert(
-                "next_sentence_labels".into(),
-                write_npy(out, &p("next_sentence_labels"), &[n], &all.next_sentence_labels)?,
-            );
-            arrays.insert(
-                "masked_positions".into(),
-                write_npy(out, &p("masked_positions"), &[all.masked_positions.len() as u64], &all.masked_positions)?,
-            );
-            arrays.insert(
-                "masked_lm_ids".into(),
-                write_tokens(out, &p("masked_lm_ids"), dtype, &[all.masked_lm_ids.len() as u64], &all.masked_lm_ids)?,
-            );
-            arrays
-                .insert("masked_offsets".into(), write_npy(out, &p("masked_offsets"), &[n + 1], &all.masked_offsets)?);
-            let shard = Shard {
-                kind: "nsp".into(),
-                name,
-                rows: n,
-                sentences: 0,
-                tokens: all.input_ids.len() as u64,
-                chunks: 0,
-                input_offset: 0,
-                arrays,
-            };
-            publish_shard(out, &shard)?;
-            shards.push(shard);
+            let out = out.to_path_buf();
+            let shard_index = index - 1;
+            writer.submit(Box::new(move || {
+                let shard = write_nsp_shard(&out, name, shard_index, &concat_nsp(parts), dtype)?;
+                publish_shard(&out, &shard)?;
+                Ok(shard)
+            }))?;
         }
     }
-    Ok(shards)
+    writer.finish()
+}
+
+fn write_nsp_shard(
+    out: &Path,
+    name: String,
+    index: usize,
+    all: &instances::NspInstances,
+    dtype: DType,
+) -> Result<Shard> {
+    let mut arrays = BTreeMap::new();
+    let n = all.next_sentence_labels.len() as u64;
+    let p = |a: &str| arr(a, "nsp", index);
+    let len = |v: usize| [v as u64];
+    arrays.insert(
+        "input_ids".into(),
+        write_tokens(out, &p("input_ids"), dtype, &len(all.input_ids.len()), &all.input_ids)?,
+    );
+    arrays.insert("offsets".into(), write_npy(out, &p("offsets"), &[n + 1], &all.offsets)?);
+    arrays.insert("segment_a_lengths".into(), write_npy(out, &p("segment_a_lengths"), &[n], &all.segment_a_lengths)?);
+    let labels = &all.next_sentence_labels;
+    arrays.insert("next_sentence_labels".into(), write_npy(out, &p("next_sentence_labels"), &[n], labels)?);
+    let mp = &all.masked_positions;
+    arrays.insert("masked_positions".into(), write_npy(out, &p("masked_positions"), &len(mp.len()), mp)?);
+    let ids = &all.masked_lm_ids;
+    arrays.insert("masked_lm_ids".into(), write_tokens(out, &p("masked_lm_ids"), dtype, &len(ids.len()), ids)?);
+    arrays.insert("masked_offsets".into(), write_npy(out, &p("masked_offsets"), &[n + 1], &all.masked_offsets)?);
+    Ok(Shard {
+        kind: "nsp".into(),
+        name,
+        rows: n,
+        sentences: 0,
+        tokens: all.input_ids.len() as u64,
+        chunks: 0,
+        input_offset: 0,
+        arrays,
+    })
 }
 
 fn split_range(r: Range<usize>, parts: usize) -> Vec<Range<usize>> {
