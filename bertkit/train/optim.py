@@ -117,12 +117,13 @@ class Lamb(torch.optim.Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("Lamb does not support sparse gradients")
-                grad = p.grad.float()
+                dtype = torch.promote_types(p.dtype, torch.float32)  # fp32 math (fp64 stays fp64)
+                grad = p.grad.to(dtype)
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
+                    state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
                 state["step"] += 1
                 t = state["step"]
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -130,7 +131,7 @@ class Lamb(torch.optim.Optimizer):
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
                 denom = (exp_avg_sq / (1.0 - beta2**t)).sqrt_().add_(eps)
                 update = (exp_avg / (1.0 - beta1**t)).div_(denom)
-                weight = p.float()
+                weight = p.to(dtype)
                 if wd != 0.0:
                     update.add_(weight, alpha=wd)
                 if mode == "standard" or wd > 0.0:

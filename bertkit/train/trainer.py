@@ -8,8 +8,8 @@ split, writes metrics.jsonl (+ TensorBoard), saves atomic checkpoints and resume
 scheduler, RNG, data cursor). Progress reaches the caller only through ``on_event(dict)``; the library draws nothing.
 
 Masking randomness is keyed, not carried: the generator of a micro-batch is seeded from (seed, phase, epoch,
-cursor, rank) of the data stream position, so a resumed run and an uninterrupted run mask identically, and W ranks
-mask exactly like one rank with W accumulation steps.
+cursor · world_size + rank) of the data stream position, so a resumed run and an uninterrupted run mask identically,
+and W ranks mask exactly like one rank with W accumulation steps.
 
 Ctrl-C (SIGINT in the main thread, or a KeyboardInterrupt raised by ``on_event``) stops at the next step
 boundary, saves a checkpoint there and returns a summary with ``interrupted=True``.
@@ -574,7 +574,10 @@ def _train(
                 head_rows = 0
                 for k in range(A):
                     batch, at = stream.next()
-                    seed = _mask_seed(config.seed, _MASK_KEY, phase, at.epoch, at.cursor, info.rank)
+                    # keyed by the sample offset (global batch · ranks + rank) of this micro-batch: W ranks with batch
+                    # B mask exactly like one rank with W accumulation steps of batch B
+                    unit = at.cursor * info.world_size + info.rank
+                    seed = _mask_seed(config.seed, _MASK_KEY, phase, at.epoch, unit)
                     inputs = batcher(batch, seed)
                     sync = k == A - 1 or not hasattr(wrapped, "no_sync")
                     ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
@@ -636,6 +639,7 @@ def _train(
                     window_tokens, window_t0, window_loss, window_steps = 0, now, 0.0, 0
                 emit({"event": "step", "step": step, "max_steps": config.max_steps, "loss": loss_value})
 
+                t_pause = time.perf_counter()  # evaluation and checkpoints do not count against tokens/s
                 if config.eval_every and (step % config.eval_every == 0 or step == config.max_steps):
                     last_eval = run_eval()
                     metrics.write("eval", step, last_eval)
@@ -643,6 +647,7 @@ def _train(
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.max_steps:
                     last_ckpt = save(step) or last_ckpt
                     last_saved_step = step
+                window_t0 += time.perf_counter() - t_pause
                 if interrupt.requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
