@@ -1,0 +1,201 @@
+"""MLM masking on the batch's device: a fixed number of positions per batch, no host sync, static shapes.
+
+`mask_tokens` picks exactly M positions of a `[B, T]` batch (M = `num_masked` or `round(rate * B * T)`) as the
+top M of random scores, where positions that may not be masked (special tokens, padding) score below every
+eligible one (Cramming's static-count trick: no `nonzero`, no `.item()`, so the step can be compiled or captured
+in a CUDA graph). Positions are grouped before scoring, and every token of a group shares its group's score and
+its 80/10/10 decision:
+
+- `"token"`: every token is its own group (BERT / Hugging Face masking).
+- `"wwm"`: whole-word masking; a group is a word (`word_start` marks the first piece of each word, the `##`
+  pieces continue it). Whole words are taken in score order until the budget M is spent, so **the last word
+  taken may be cut** (only some of its pieces masked): the budget is fixed, words are not.
+- `"span"`: span masking (ELC-BERT); each row is tiled by random spans whose lengths are
+  `min(Geometric(1 / span_mean), max_span)` (so the mean after the cut is slightly below `span_mean`:
+  `(1 - (1 - p) ** max_span) / p` with `p = 1 / span_mean`), and whole spans are taken in score order (the last
+  one may be cut, as for words). Special tokens inside a span are never masked; the rest of the span is.
+
+The 80/10/10 decision (`mask_p` → [MASK], `random_p` → a random id, the rest kept) is drawn per group for `"wwm"`
+and `"span"` (the corrected whole-word behaviour; ELC-BERT decides per span) unless `per_span_replacement=False`,
+which draws it per token (Google's faithful whole-word quirk, google-research/bert#910). Random ids are drawn per
+token from `[random_ids_low, vocab_size)`, optionally skipping the ids in `random_ids_exclude_special`.
+
+If fewer than M positions are eligible, the extra entries of `mlm_positions` point at ineligible positions, carry
+label -100 and leave their input unchanged (the model contract: padding entries have label -100).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bertkit.exceptions import ConfigError
+
+__all__ = ["STRATEGIES", "mask_tokens", "random_span_ids", "word_ids"]
+
+STRATEGIES = ("token", "wwm", "span")
+IGNORE_INDEX = -100
+
+
+def word_ids(word_start: Tensor) -> Tensor:
+    """`[B, T]` int64 word index within each row: a new word begins wherever `word_start` is True."""
+    return torch.cumsum(word_start.to(torch.int64), dim=1)
+
+
+def random_span_ids(
+    shape: tuple[int, int],
+    *,
+    span_mean: float = 3.0,
+    max_span: int = 10,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """`[B, T]` int64 span index within each row: rows tiled by consecutive spans of random length.
+
+    Lengths are `min(Geometric(p), max_span)` with `p = 1 / span_mean` (support 1, 2, ...), drawn independently
+    (T draws per row always suffice, since every span covers at least one token).
+    """
+    B, T = shape
+    p = 1.0 / span_mean
+    u = torch.rand((B, T), generator=generator, device=device, dtype=torch.float64)
+    # Inverse CDF of the geometric distribution on {1, 2, ...}: ceil(log(1 - u) / log(1 - p)).
+    if p >= 1.0:
+        lengths = torch.ones((B, T), dtype=torch.int64, device=device)
+    else:
+        lengths = torch.ceil(torch.log1p(-u) / torch.log1p(torch.tensor(-p, dtype=torch.float64))).to(torch.int64)
+        lengths = lengths.clamp(min=1, max=max_span)
+    ends = torch.cumsum(lengths, dim=1)  # exclusive end of span k
+    positions = torch.arange(T, device=device, dtype=torch.int64).expand(B, T).contiguous()
+    return torch.searchsorted(ends, positions, right=True)
+
+
+def _check_options(
+    strategy: str, rate: float, mask_p: float, random_p: float, span_mean: float, max_span: int, vocab_size: int
+) -> None:
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown masking strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"masking rate must be in [0, 1], got {rate}")
+    if mask_p < 0 or random_p < 0 or mask_p + random_p > 1.0 + 1e-9:
+        raise ConfigError(f"mask_p ({mask_p}) and random_p ({random_p}) must be >= 0 with a sum <= 1")
+    if strategy == "span" and (span_mean < 1.0 or max_span < 1):
+        raise ConfigError(f"span masking needs span_mean >= 1 and max_span >= 1, got {span_mean} and {max_span}")
+    if vocab_size < 1:
+        raise ConfigError(f"vocab_size must be positive, got {vocab_size}")
+
+
+def _random_ids(
+    shape: torch.Size,
+    low: int,
+    high: int,
+    exclude: Tensor | None,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
+    """Uniform ids from [low, high) minus the ids in `exclude`, without a host sync.
+
+    Draw r uniformly below the number of allowed ids, then walk the sorted excluded ids upwards, stepping over
+    each one at or below the candidate: the r-th allowed id. The count of valid excluded ids stays on the device.
+    """
+    u = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+    if exclude is None or exclude.numel() == 0:
+        return low + torch.floor(u * (high - low)).to(torch.int64)
+    e = torch.sort(torch.as_tensor(exclude, device=device).reshape(-1).to(torch.int64)).values
+    first = torch.ones_like(e, dtype=torch.bool)
+    first[1:] = e[1:] != e[:-1]
+    valid = first & (e >= low) & (e < high)
+    n_allowed = (high - low) - valid.sum()
+    r = torch.floor(u * n_allowed.to(torch.float64)).to(torch.int64)
+    ids = low + torch.minimum(r, (n_allowed - 1).clamp(min=0))
+    for i in range(e.numel()):  # k is small (the specials); each step is one elementwise op
+        ids = ids + (valid[i] & (ids >= e[i])).to(torch.int64)
+    return ids
+
+
+def mask_tokens(
+    input_ids: Tensor,
+    special_tokens_mask: Tensor,
+    *,
+    vocab_size: int,
+    mask_id: int,
+    rate: float = 0.15,
+    num_masked: int | None = None,
+    strategy: str = "token",
+    word_start: Tensor | None = None,
+    mask_p: float = 0.8,
+    random_p: float = 0.1,
+    span_mean: float = 3.0,
+    max_span: int = 10,
+    per_span_replacement: bool | None = None,
+    random_ids_low: int = 0,
+    random_ids_exclude_special: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Mask a `[B, T]` batch; returns `(masked_input_ids [B, T], mlm_positions [M], mlm_labels [M])`.
+
+    `special_tokens_mask` (bool `[B, T]`) marks the positions never masked (specials and padding).
+    `mlm_positions` are flat indices `b * T + t` in increasing order; `mlm_labels` the original ids there, or
+    -100 for entries beyond the eligible positions. `generator` (on the batch's device) makes it deterministic.
+    `random_ids_exclude_special` is a 1-D tensor of ids never drawn as random replacements. See the module
+    docstring for the strategies.
+    """
+    _check_options(strategy, rate, mask_p, random_p, span_mean, max_span, vocab_size)
+    if input_ids.dim() != 2 or special_tokens_mask.shape != input_ids.shape:
+        raise ConfigError(
+            f"input_ids must be [B, T] and special_tokens_mask the same shape, got {tuple(input_ids.shape)} "
+            f"and {tuple(special_tokens_mask.shape)}"
+        )
+    if not 0 <= random_ids_low < vocab_size:
+        raise ConfigError(f"random_ids_low ({random_ids_low}) must be in [0, vocab_size={vocab_size})")
+    B, T = input_ids.shape
+    n = B * T
+    M = round(rate * n) if num_masked is None else int(num_masked)
+    if not 0 <= M <= n:
+        raise ConfigError(f"num_masked ({M}) must be in [0, B*T = {n}]")
+    device = input_ids.device
+
+    if strategy == "token":
+        groups = torch.arange(T, device=device, dtype=torch.int64).expand(B, T)
+    elif strategy == "wwm":
+        if word_start is None:
+            raise ConfigError("whole-word masking (strategy='wwm') needs word_start")
+        if word_start.shape != input_ids.shape:
+            raise ConfigError(f"word_start has shape {tuple(word_start.shape)}, expected {tuple(input_ids.shape)}")
+        groups = word_ids(word_start.to(device))
+    else:
+        groups = random_span_ids((B, T), span_mean=span_mean, max_span=max_span, generator=generator, device=device)
+    per_group = strategy != "token" if per_span_replacement is None else bool(per_span_replacement)
+
+    # One score per group (float64: ties between groups, which could interleave two cut groups, are negligible).
+    # Ineligible positions get distinct negative scores, so the selection is fully determined by the generator.
+    group_scores = torch.rand((B, T + 1), generator=generator, device=device, dtype=torch.float64)
+    scores = torch.gather(group_scores, 1, groups)
+    eligible = ~special_tokens_mask.to(device=device, dtype=torch.bool)
+    below = -1.0 - torch.arange(n, device=device, dtype=torch.float64).reshape(B, T) / n
+    scores = torch.where(eligible, scores, below).reshape(-1)
+
+    chosen = torch.topk(scores, M, sorted=False).indices
+    positions = torch.sort(chosen).values
+    valid = scores[positions] >= 0
+
+    flat = input_ids.reshape(-1)
+    original = flat[positions]
+    labels = torch.where(valid, original, torch.full_like(original, IGNORE_INDEX)).to(torch.int64)
+
+    # The 80/10/10 decision: one draw per group (or per token), looked up at the chosen positions.
+    if per_group:
+        decision_table = torch.rand((B, T + 1), generator=generator, device=device)
+        decision = torch.gather(decision_table, 1, groups).reshape(-1)[positions]
+    else:
+        decision = torch.rand((M,), generator=generator, device=device)
+    random_ids = _random_ids(
+        positions.shape, random_ids_low, vocab_size, random_ids_exclude_special, generator, device
+    ).to(flat.dtype)
+    replaced = torch.where(
+        decision < mask_p,
+        torch.full_like(original, mask_id),
+        torch.where(decision < mask_p + random_p, random_ids, original),
+    )
+    replaced = torch.where(valid, replaced, original)
+    masked = flat.clone().scatter_(0, positions, replaced).reshape(B, T)
+    return masked, positions.to(torch.int64), labels
