@@ -293,7 +293,7 @@ def evaluate(
     seed: int,
     autocast_dtype: torch.dtype | None,
     info: DistInfo | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """MLM loss / accuracy / perplexity (and NSP accuracy when the view has NSP labels) on up to ``max_batches``
     held-out batches, summed over ranks. Masking of eval batch i is seeded from (seed, i): every evaluation of a
     run sees the same masks."""
@@ -324,8 +324,8 @@ def evaluate(
     all_reduce_sum(sums, info)
     s = sums.tolist()
     if s[1] == 0:
-        return {}
-    result = {"mlm_loss": s[0] / s[1], "mlm_accuracy": s[2] / s[1], "masked_tokens": s[1]}
+        return {"note": "no held-out batch: the eval split is smaller than one batch (raise eval_fraction)"}
+    result: dict[str, Any] = {"mlm_loss": s[0] / s[1], "mlm_accuracy": s[2] / s[1], "masked_tokens": s[1]}
     result["perplexity"] = math.exp(min(result["mlm_loss"], 700.0))
     if s[4] > 0:
         result["nsp_loss"] = s[3] / s[4]
