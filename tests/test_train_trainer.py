@@ -292,3 +292,12 @@ def test_real_news_tiny_run_learns(data_dir, tmp_path):
     summary = train(cfg)
     first = records(tmp_path / "run", "train")[0]["loss"]
     assert first > 9.0 and summary.eval["mlm_loss"] < 8.0, (first, summary.eval)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(dataset, tmp_path):
+    """torch.compile on CPU (inductor needs a C++ compiler; about 40 s of compilation)."""
+    summary = train(config(dataset, tmp_path / "run", max_steps=2, compile=True, eval_every=2))
+    assert summary.step == 2 and summary.eval["mlm_loss"] > 0
+    assert ck.read_meta(summary.checkpoint)["model_config"]["vocab_size"] == 64
+    assert not any(k.startswith("_orig_mod") for k in weights(summary.checkpoint))

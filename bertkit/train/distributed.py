@@ -22,7 +22,16 @@ from torch import nn
 
 from bertkit.exceptions import ConfigError
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "init_distributed", "wrap_model"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_sum",
+    "barrier",
+    "cleanup",
+    "full_state_dicts",
+    "init_distributed",
+    "load_full_optimizer_state",
+    "wrap_model",
+]
 
 
 @dataclass(frozen=True)
@@ -106,3 +115,27 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group if :func:`init_distributed` created it."""
     if info.owned and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Unsharded CPU state dicts of an FSDP model and its optimiser (a collective: every rank must call it)."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return (
+        get_model_state_dict(model, options=options),
+        get_optimizer_state_dict(model, optimizer, options=options),
+    )
+
+
+def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load an unsharded optimiser state dict (from :func:`full_state_dicts`) into an FSDP model's optimiser."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    # strict=False: parameters that never got a gradient (the NSP head of MLM-only runs) have no state yet
+    options = StateDictOptions(full_state_dict=True, strict=False)
+    set_optimizer_state_dict(model, optimizer, state, options=options)

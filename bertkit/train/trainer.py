@@ -12,7 +12,8 @@ cursor · world_size + rank) of the data stream position, so a resumed run and a
 and W ranks mask exactly like one rank with W accumulation steps.
 
 Ctrl-C (SIGINT in the main thread, or a KeyboardInterrupt raised by ``on_event``) stops at the next step
-boundary, saves a checkpoint there and returns a summary with ``interrupted=True``.
+boundary, saves a checkpoint there and returns a summary with ``interrupted=True``. Under torchrun the ranks agree
+on the stop (a one-element all-reduce per step), so they all save and leave at the same step.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ import torch
 from bertkit.exceptions import BertkitError, ConfigError, FormatError
 from bertkit.train import checkpoint as ckpt_lib
 from bertkit.train.config import TrainConfig
-from bertkit.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, wrap_model
+from bertkit.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    full_state_dicts,
+    init_distributed,
+    load_full_optimizer_state,
+    wrap_model,
+)
 from bertkit.train.metrics import MetricsWriter, mfu, peak_flops, plot_loss_curve
 from bertkit.train.optim import build_optimizer
 from bertkit.train.schedules import make_lr_lambda
@@ -410,9 +420,14 @@ def _train(
     t_start: float,
     StreamState: Any,  # noqa: N803 - the class, imported lazily
 ) -> TrainSummary:
+    stop_requested = [False]  # set when on_event raises KeyboardInterrupt (rank 0 only; agreed on at step ends)
+
     def emit(event: dict[str, Any]) -> None:
         if on_event is not None and info.is_main:
-            on_event(event)
+            try:
+                on_event(event)
+            except KeyboardInterrupt:
+                stop_requested[0] = True
 
     notes: list[str] = []
     # ------------------------------------------------------------------ checks before anything heavy
@@ -437,6 +452,9 @@ def _train(
         ckpt_lib.check_compatible(existing, config_dict, arch_name, model_config_dict)
 
     # ------------------------------------------------------------------ model, optimiser, schedule
+    sharded = config.fsdp and info.enabled
+    if sharded and resume and existing is not None:  # FSDP: full weights go in before sharding
+        ckpt_lib.load_checkpoint(existing, model=model, restore_rng_state=False)
     model.to(device)
     raw_model = model
     has_nsp = config.view in ("nsp", "static-nsp")
@@ -466,8 +484,16 @@ def _train(
     data_state: dict[str, Any] = {"phase": 0, "epoch": 0, "cursor": 0}
     if resume and existing is not None:
         state = ckpt_lib.load_checkpoint(
-            existing, model=raw_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, map_location=device
+            existing,
+            model=None if sharded else raw_model,
+            optimizer=None if sharded else optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            map_location=device,
         )
+        if sharded:
+            full = torch.load(existing / "optimizer.pt", map_location="cpu", weights_only=True)
+            load_full_optimizer_state(wrapped, optimizer, full)
         step = int(state["step"])
         data_state = dict(state["data_state"])
         emit({"event": "resumed", "step": step, "checkpoint": str(existing)})
@@ -512,6 +538,9 @@ def _train(
 
     def save(at_step: int) -> Path | None:
         path = None
+        model_state = optimizer_state = None
+        if sharded:  # gathering the full state is a collective
+            model_state, optimizer_state = full_state_dicts(wrapped, optimizer)
         if info.is_main:
             path = ckpt_lib.save_checkpoint(
                 run_dir,
@@ -525,6 +554,8 @@ def _train(
                 model_config=model_config_dict,
                 data_state={"phase": stream.phase, "epoch": stream.state.epoch, "cursor": stream.state.cursor},
                 keep_last=config.keep_last,
+                model_state=model_state,
+                optimizer_state=optimizer_state,
             )
             emit({"event": "checkpoint", "step": at_step, "path": str(path)})
         barrier(info)
@@ -590,6 +621,8 @@ def _train(
                     head_rows += int(inputs["mlm_positions"].numel())
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+                if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+                    grad_norm = grad_norm.full_tensor()
                 step_loss = loss_sum / A
                 if info.enabled:
                     step_loss = all_reduce_sum(step_loss.clone(), info) / info.world_size
@@ -648,7 +681,11 @@ def _train(
                     last_ckpt = save(step) or last_ckpt
                     last_saved_step = step
                 window_t0 += time.perf_counter() - t_pause
-                if interrupt.requested:
+                stop = interrupt.requested or stop_requested[0]
+                if info.enabled:  # every rank stops at the same step (torchrun signals ranks at different times)
+                    flag = torch.tensor([1.0 if stop else 0.0], device=device)
+                    stop = all_reduce_sum(flag, info).item() > 0
+                if stop and step < config.max_steps:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             interrupted = True
