@@ -301,3 +301,27 @@ def test_compiled_model_trains(dataset, tmp_path):
     assert summary.step == 2 and summary.eval["mlm_loss"] > 0
     assert ck.read_meta(summary.checkpoint)["model_config"]["vocab_size"] == 64
     assert not any(k.startswith("_orig_mod") for k in weights(summary.checkpoint))
+
+
+@pytest.mark.parametrize("view", ["static-nsp", "static-mlm"])
+def test_static_views(tmp_path, view):
+    """Prepared instances: static-nsp batches come masked (positions/labels from the dataset), static-mlm rows are
+    masked on the fly."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    nsp = []
+    for _ in range(80):
+        a = rng.integers(5, 64, int(rng.integers(2, 9))).tolist()
+        b = rng.integers(5, 64, int(rng.integers(2, 9))).tolist()
+        positions = [1, len(a) + 2]  # the first token of each segment, stored masked
+        masked_ids = [a[0], b[0]]
+        a[0], b[0] = 4, 4  # [MASK]
+        nsp.append({"a": a, "b": b, "label": int(rng.integers(0, 2)), "positions": positions, "masked_ids": masked_ids})
+    mlm = rng.integers(5, 64, (80, 16))
+    mlm[:, 0], mlm[:, -1] = 2, 3  # [CLS] ... [SEP]
+    ds = write_fixture_dataset(tmp_path / "ds", random_docs(20), nsp=nsp, nsp_per_shard=30, mlm=mlm, mlm_per_shard=30)
+    seq_len = 16 if view == "static-mlm" else 32  # static-mlm rows are exactly 16; NSP instances reach 19
+    summary = train(config(ds, tmp_path / "run", view=view, seq_len=seq_len, batch_size=4, max_steps=2, eval_every=2))
+    assert summary.step == 2 and summary.eval["masked_tokens"] > 0
+    assert ("nsp_accuracy" in summary.eval) == (view == "static-nsp")
