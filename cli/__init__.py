@@ -11,11 +11,12 @@ app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family
 
 
 def _register() -> None:
-    from cli import dataset, prepare, tokenizer
+    from cli import dataset, prepare, tokenizer, train
 
     prepare.register(app)
     dataset.register(app)
     tokenizer.register(app)
+    train.register(app)
 
 
 _register()

@@ -1,0 +1,404 @@
+"""The run configuration of ``bertkit train``: one validated dataclass, loaded from TOML and CLI flags.
+
+No torch import here (the CLI validates a config before torch loads). Precedence: CLI flag > TOML file > preset
+(the architecture's preset gives the model config; ``model = {...}`` overrides single fields of it).
+
+A TOML run file holds the field names of :class:`TrainConfig` at top level, a ``[model]`` table of model-config
+overrides and optionally ``[[phases]]`` tables (``fraction``, ``seq_len``, ``batch_size``)::
+
+    arch = "bert"
+    preset = "base"
+    view = "nsp"
+    optimizer = "lamb"
+    lr = 1e-2
+    max_steps = 15625
+    [model]
+    hidden_dropout_prob = 0.1
+    [[phases]]
+    fraction = 0.9
+    seq_len = 128
+    batch_size = 256
+    [[phases]]
+    fraction = 0.1
+    seq_len = 512
+    batch_size = 64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertkit.exceptions import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the tomli backport (same API)
+    import tomli as tomllib
+
+__all__ = ["RESUME_MUTABLE", "Phase", "TrainConfig", "config_diff"]
+
+VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm")
+MASKING = ("token", "wwm", "span")
+OPTIMIZERS = ("adamw", "lamb")
+TRUST_RATIO_MODES = ("standard", "elc-faithful")
+SCHEDULES = ("linear", "cosine", "one-cycle", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+NAN_POLICIES = ("stop", "skip")
+
+RESUME_MUTABLE = frozenset(
+    {
+        "data",
+        "out",
+        "log_every",
+        "eval_every",
+        "eval_batches",
+        "checkpoint_every",
+        "keep_last",
+        "tensorboard",
+        "compile",
+        "nan_policy",
+        "plot",
+        "device",
+    }
+)
+"""Fields that may differ when a run is resumed; any other difference is a ConfigError."""
+
+_PHASE_KEYS = ("fraction", "seq_len", "batch_size")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A sequence-length phase: the first ``fraction`` of the steps at ``seq_len`` with ``batch_size`` per rank."""
+
+    fraction: float
+    seq_len: int
+    batch_size: int
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; validated on construction (ConfigError)."""
+
+    data: str = ""
+    """Prepared dataset directory (``bertkit prepare``)."""
+    out: str = ""
+    """Run directory: checkpoints, metrics.jsonl, config.json, TensorBoard events, loss curve."""
+    arch: str = "bert"
+    """Architecture name in ``bertkit.models.ARCHITECTURES``."""
+    preset: str = "base"
+    """Preset of the architecture (``tiny``, ``small``, ``base``, ``large``)."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """Model-config overrides on top of the preset (e.g. ``{"hidden_dropout_prob": 0.0}``)."""
+    init_from: str | None = None
+    """Hugging Face model directory to start from (its config replaces the preset; ``model`` still applies)."""
+
+    view: str = "mlm"
+    """Training samples: ``mlm`` (packed rows), ``nsp`` (sentence pairs), ``static-nsp`` / ``static-mlm``
+    (the dataset's prepared instances; static-nsp comes masked)."""
+    seq_len: int = 128
+    """Sequence length when ``phases`` is empty."""
+    batch_size: int = 32
+    """Sequences per rank per micro-batch when ``phases`` is empty."""
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    """Sequence-length phases: ``[{fraction, seq_len, batch_size}, ...]`` whose fractions sum to 1."""
+    grad_accum: int = 1
+    """Micro-batches per optimiser step (global batch = batch_size · grad_accum · world size)."""
+    short_seq_prob: float = 0.1
+    """NSP views: probability of a shorter target length (Google's ``short_seq_prob``)."""
+    fix_quirks: bool = False
+    """NSP views: correct Google's quirks instead of reproducing them."""
+    eval_fraction: float = 0.01
+    """Held-out fraction of the dataset for evaluation."""
+
+    masking: str = "token"
+    """Masking strategy: ``token`` (per-token 80/10/10), ``wwm`` (whole words), ``span`` (ELC-BERT spans)."""
+    mask_rate: float = 0.15
+    """Fraction of the tokens of a batch that are predicted (a fixed count per batch)."""
+    mask_p: float = 0.8
+    """Chosen positions replaced by [MASK]."""
+    random_p: float = 0.1
+    """Chosen positions replaced by a random id (the rest, ``1 - mask_p - random_p``, keep the token)."""
+    span_mean: float = 3.0
+    """Span masking: mean span length."""
+    max_span: int = 10
+    """Span masking: longest span."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the MLM cross-entropy."""
+
+    optimizer: str = "adamw"
+    """``adamw`` (torch; fused on CUDA) or ``lamb`` (bertkit.train.optim.Lamb)."""
+    lr: float = 1e-4
+    """Peak learning rate."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """Adam betas."""
+    eps: float = 1e-6
+    """Adam epsilon."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay (not applied to biases, norm weights, ``prev_layer_weights``, optionally
+    embeddings)."""
+    decay_embeddings: bool = True
+    """Apply weight decay to embedding tables (ELC-BERT excludes them: set False)."""
+    lamb_trust_ratio: str = "standard"
+    """LAMB: ``standard`` applies the (clamped) trust ratio to every parameter; ``elc-faithful`` only where the
+    group's weight decay is > 0, unclamped, as ltgoslo/elc-bert's lamb.py does (REFERENCE.md §1.3)."""
+    lamb_max_trust_ratio: float = 10.0
+    """LAMB standard mode: upper clamp of ‖w‖/‖update‖."""
+
+    schedule: str = "linear"
+    """Learning-rate schedule after warmup: ``linear``, ``cosine``, ``one-cycle``, ``constant``."""
+    warmup: float = 0.01
+    """Warmup: an int is a number of steps, a float in [0, 1] a fraction of ``max_steps``."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate as a fraction of the peak (linear / cosine / one-cycle)."""
+    max_steps: int = 1000
+    """Optimiser steps of the whole run (all phases)."""
+    clip: float = 1.0
+    """Gradient clipping max norm (0 = no clipping; the norm is logged either way)."""
+
+    precision: str = "auto"
+    """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16`` (autocast), ``fp16`` (CUDA, GradScaler)."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    compile: bool = False
+    """Wrap the model in ``torch.compile``."""
+    fsdp: bool = False
+    """Shard parameters with FSDP under torchrun (large presets) instead of DDP."""
+
+    eval_every: int = 500
+    """Evaluate every N steps (0 = never; also at the end when > 0)."""
+    eval_batches: int = 50
+    """At most this many held-out batches per evaluation."""
+    checkpoint_every: int = 1000
+    """Save a checkpoint every N steps (0 = only at the end / on interruption)."""
+    keep_last: int = 3
+    """Checkpoints kept (older complete ones are deleted)."""
+    log_every: int = 10
+    """Write a metrics record every N steps."""
+    tensorboard: bool = True
+    """Also write TensorBoard events (when the ``tensorboard`` package is installed)."""
+    plot: bool = True
+    """Draw loss_curve.png at the end (when matplotlib is installed)."""
+    seed: int = 0
+    """Seed of the model init, the data order and the masking."""
+    nan_policy: str = "stop"
+    """Non-finite loss: ``stop`` (raise, checkpoints stay as they were) or ``skip`` (drop that step's update)."""
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # ---------------------------------------------------------------------------------------------- validation
+
+    def _validate(self) -> None:
+        def choice(name: str, options: tuple[str, ...]) -> None:
+            value = getattr(self, name)
+            if value not in options:
+                raise ConfigError(f"{name} = {value!r} is not one of {', '.join(options)}")
+
+        def integer(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} = {value!r} must be an integer >= {low}")
+
+        def number(name: str, low: float, high: float, *, open_low: bool = False) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} = {value!r} must be a number")
+            if value < low or value > high or (open_low and value == low):
+                bracket = "(" if open_low else "["
+                raise ConfigError(f"{name} = {value!r} must be in {bracket}{low}, {high}]")
+
+        for name in ("data", "out", "arch", "preset"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            raise ConfigError(f"init_from must be a path string, got {self.init_from!r}")
+        if not isinstance(self.model, dict):
+            raise ConfigError(f"model must be a table of model-config overrides, got {self.model!r}")
+        choice("view", VIEWS)
+        choice("masking", MASKING)
+        choice("optimizer", OPTIMIZERS)
+        choice("lamb_trust_ratio", TRUST_RATIO_MODES)
+        choice("schedule", SCHEDULES)
+        choice("precision", PRECISIONS)
+        choice("device", DEVICES)
+        choice("nan_policy", NAN_POLICIES)
+        integer("seq_len", 8)
+        integer("batch_size", 1)
+        integer("grad_accum", 1)
+        integer("max_steps", 1)
+        integer("max_span", 1)
+        integer("eval_every", 0)
+        integer("eval_batches", 1)
+        integer("checkpoint_every", 0)
+        integer("keep_last", 1)
+        integer("log_every", 1)
+        integer("seed", 0)
+        number("short_seq_prob", 0.0, 1.0)
+        number("eval_fraction", 0.0, 0.5, open_low=True)
+        number("mask_rate", 0.0, 1.0, open_low=True)
+        number("mask_p", 0.0, 1.0)
+        number("random_p", 0.0, 1.0)
+        if self.mask_p + self.random_p > 1.0 + 1e-9:
+            raise ConfigError(f"mask_p + random_p = {self.mask_p + self.random_p} must be <= 1")
+        number("span_mean", 1.0, 1e6)
+        number("label_smoothing", 0.0, 1.0)
+        number("lr", 0.0, 1e3, open_low=True)
+        number("eps", 0.0, 1.0)
+        number("weight_decay", 0.0, 1e3)
+        number("lamb_max_trust_ratio", 0.0, 1e9, open_low=True)
+        number("min_lr_ratio", 0.0, 1.0)
+        number("clip", 0.0, 1e9)
+        if (
+            not isinstance(self.betas, (list, tuple))
+            or len(self.betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in self.betas)
+        ):
+            raise ConfigError(f"betas = {self.betas!r} must be two numbers in [0, 1)")
+        self.betas = [float(b) for b in self.betas]
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or self.warmup < 0:
+            raise ConfigError(f"warmup = {self.warmup!r} must be a step count (int) or a fraction (float in [0, 1])")
+        if isinstance(self.warmup, float) and self.warmup > 1.0:
+            raise ConfigError(f"warmup = {self.warmup!r}: a float is a fraction of max_steps (<= 1); use an int")
+        if self.warmup_steps() > self.max_steps:
+            raise ConfigError(f"warmup = {self.warmup!r} is longer than max_steps = {self.max_steps}")
+        for name in ("compile", "fsdp", "tensorboard", "plot", "fix_quirks", "decay_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} = {getattr(self, name)!r} must be true or false")
+        self._validate_phases()
+
+    def _validate_phases(self) -> None:
+        if not isinstance(self.phases, list):
+            raise ConfigError(f"phases must be a list of {{fraction, seq_len, batch_size}} tables, got {self.phases!r}")
+        if not self.phases:
+            return
+        total = 0.0
+        for i, p in enumerate(self.phases):
+            if not isinstance(p, Mapping):
+                raise ConfigError(f"phases[{i}] must be a table with keys {', '.join(_PHASE_KEYS)}")
+            unknown = sorted(set(p) - set(_PHASE_KEYS))
+            missing = [k for k in _PHASE_KEYS if k not in p]
+            if unknown or missing:
+                raise ConfigError(
+                    f"phases[{i}]: unknown key(s) {unknown} / missing key(s) {missing}; keys: {', '.join(_PHASE_KEYS)}"
+                )
+            f = p["fraction"]
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f <= 1.0:
+                raise ConfigError(f"phases[{i}].fraction = {f!r} must be in (0, 1]")
+            for k, low in (("seq_len", 8), ("batch_size", 1)):
+                v = p[k]
+                if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                    raise ConfigError(f"phases[{i}].{k} = {v!r} must be an integer >= {low}")
+            total += float(f)
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"phases: fractions sum to {total}, not 1")
+
+    # ------------------------------------------------------------------------------------------------- derived
+
+    def resolved_phases(self) -> list[Phase]:
+        """The phases (one phase of ``seq_len``/``batch_size`` when ``phases`` is empty)."""
+        if not self.phases:
+            return [Phase(1.0, self.seq_len, self.batch_size)]
+        return [Phase(float(p["fraction"]), int(p["seq_len"]), int(p["batch_size"])) for p in self.phases]
+
+    def phase_starts(self) -> list[int]:
+        """First optimiser step of each phase (rounded cumulative fractions of ``max_steps``)."""
+        starts, acc = [], 0.0
+        for p in self.resolved_phases():
+            starts.append(min(self.max_steps, round(acc * self.max_steps)))
+            acc += p.fraction
+        return starts
+
+    def warmup_steps(self) -> int:
+        """Warmup length in optimiser steps."""
+        if isinstance(self.warmup, int):
+            return self.warmup
+        return round(self.warmup * self.max_steps)
+
+    def max_seq_len(self) -> int:
+        return max(p.seq_len for p in self.resolved_phases())
+
+    # -------------------------------------------------------------------------------------------- conversions
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a mapping; an unknown key is a ConfigError naming it and ``source``."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected a table of options, got {type(data).__name__}")
+        valid = cls.field_names()
+        unknown = sorted(k for k in data if k not in valid)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+        try:
+            return cls(**dict(data))
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """Read a TOML run file (unknown keys → ConfigError naming the key and the file), then apply ``overrides``
+        (CLI flags; ``None`` values are ignored)."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        merged = _merge(data, overrides or {})
+        return cls.from_dict(merged, source=str(path))
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> TrainConfig:
+        """A new config with ``overrides`` applied (``None`` values ignored; ``model`` is merged key by key)."""
+        return TrainConfig.from_dict(_merge(self.to_dict(), overrides), source="overrides")
+
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k == "model" and isinstance(v, Mapping) and isinstance(out.get("model"), Mapping):
+            out["model"] = {**out["model"], **v}
+        else:
+            out[k] = v
+    sized = {k: overrides[k] for k in ("seq_len", "batch_size") if overrides.get(k) is not None}
+    if sized and base.get("phases"):
+        # --seq-len / --batch-size on the command line replace the file's phases by one phase of that size.
+        first = base["phases"][0]
+        out["seq_len"] = sized.get("seq_len", first.get("seq_len"))
+        out["batch_size"] = sized.get("batch_size", first.get("batch_size"))
+        out["phases"] = []
+    return out
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: frozenset[str] = RESUME_MUTABLE) -> list[str]:
+    """Human-readable ``key: old → new`` lines for the keys (outside ``ignore``) whose values differ."""
+    lines = []
+    for k in sorted(set(old) | set(new)):
+        if k in ignore:
+            continue
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        if a != b:
+            lines.append(f"{k}: {a!r} → {b!r}")
+    return lines

@@ -1,0 +1,130 @@
+"""Run metrics: metrics.jsonl (always), TensorBoard events (when installed), MFU, the loss-curve PNG.
+
+Each line of ``metrics.jsonl`` is one JSON object with a ``kind`` (``train``, ``eval``, ``event``), the ``step`` and
+its values, e.g. ``{"kind": "train", "step": 100, "loss": 7.1, "lr": 1e-4, "tokens_per_s": 52000.0,
+"grad_norm": 1.3, "mfu": 0.31}`` (``mfu`` only on GPU, from the model's ``flops_per_token``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PEAK_TFLOPS", "MetricsWriter", "mfu", "peak_flops", "plot_loss_curve"]
+
+PEAK_TFLOPS: dict[str, float] = {
+    # dense BF16 tensor-core peaks (REFERENCE.md §3.3); matched against torch.cuda.get_device_name()
+    "H200": 989.4,
+    "H100 PCIe": 756.0,
+    "H100": 989.4,
+    "A100": 312.0,
+}
+
+
+def peak_flops(device_name: str | None) -> float | None:
+    """Peak dense BF16 FLOP/s of a GPU by its name (the first table key contained in it), or None when unknown."""
+    if not device_name:
+        return None
+    for key, tflops in PEAK_TFLOPS.items():
+        if key.lower() in device_name.lower():
+            return tflops * 1e12
+    return None
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: achieved training FLOP/s over the device peak (None without a peak)."""
+    if not peak:
+        return None
+    return tokens_per_s * flops_per_token / peak
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep them readable
+    return value
+
+
+class MetricsWriter:
+    """Appends metric records to ``run_dir/metrics.jsonl`` and mirrors scalars to TensorBoard (``run_dir/tb``).
+
+    ``enabled=False`` (ranks other than 0) makes every call a no-op.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, tensorboard: bool = True, enabled: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.path = self.run_dir / "metrics.jsonl"
+        self._file = open(self.path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
+        self._tb = None
+        self.tensorboard_note: str | None = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+            except Exception as e:  # noqa: BLE001 - tensorboard missing or broken: metrics.jsonl still has it all
+                self.tensorboard_note = f"TensorBoard events not written ({type(e).__name__}: {e})"
+
+    def write(self, kind: str, step: int, values: Mapping[str, Any]) -> dict[str, Any]:
+        record = {"kind": kind, "step": step, **{k: _clean(v) for k, v in values.items() if v is not None}}
+        if not self.enabled:
+            return record
+        assert self._file is not None
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self._tb.add_scalar(f"{kind}/{k}", v, step)
+        return record
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl file."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_loss_curve(run_dir: str | os.PathLike[str]) -> Path | str:
+    """Draw ``loss_curve.png`` (train loss, eval MLM loss) from metrics.jsonl; returns its path, or a note (str)
+    saying why it was skipped (matplotlib not installed, no records)."""
+    run_dir = Path(run_dir)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "loss curve skipped: matplotlib is not installed"
+    records = read_metrics(run_dir / "metrics.jsonl")
+    train = [(r["step"], r["loss"]) for r in records if r["kind"] == "train" and isinstance(r.get("loss"), float)]
+    evals = [(r["step"], r["mlm_loss"]) for r in records if r["kind"] == "eval" and "mlm_loss" in r]
+    evals = [e for e in evals if isinstance(e[1], float)]
+    if not train and not evals:
+        return "loss curve skipped: no loss records"
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval MLM loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    out = run_dir / "loss_curve.png"
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

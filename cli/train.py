@@ -1,0 +1,179 @@
+"""`bertkit train`: pretrain an encoder from a prepared dataset (thin wrapper over `bertkit.train`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from cli._common import console, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "train",
+        epilog=(
+            "Examples:\n\n"
+            "  bertkit train --arch bert --preset tiny --data data/ds --out runs/tiny --max-steps 200\n\n"
+            "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml\n\n"
+            "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml --resume\n\n"
+            "  torchrun --nproc_per_node=8 -m cli train --data data/ds --out runs/base --config run.toml"
+        ),
+    )(train)
+
+
+def _options_to_overrides(**options: Any) -> dict[str, Any]:
+    """The flags that were given (None = not given, so the TOML file or the default applies)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None}
+
+
+def train(
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Prepared dataset directory.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML run file; flags given here override it.")
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture (see bertkit.models.ARCHITECTURES).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Model preset: tiny | small | base | large.")] = None,
+    view: Annotated[str | None, typer.Option(help="Samples: mlm | nsp | static-nsp | static-mlm.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the run.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per rank per micro-batch.")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Sequence length (replaces the file's phases).")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimiser step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adamw | lamb")] = None,
+    schedule: Annotated[str | None, typer.Option(help="linear | cosine | one-cycle | constant")] = None,
+    warmup: Annotated[
+        float | None, typer.Option(help="Warmup: >= 1 a number of steps, < 1 a fraction of max-steps.")
+    ] = None,
+    masking: Annotated[str | None, typer.Option(help="token | wwm | span")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
+    fsdp: Annotated[bool | None, typer.Option("--fsdp/--no-fsdp", help="FSDP under torchrun (large models).")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps (0 = never).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0 = at the end).")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Metrics record every N steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of init, data order and masking.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Start from a Hugging Face BERT directory.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Pretrain an encoder: masking on the fly, evaluation, atomic checkpoints, exact resume."""
+    from bertkit.train.config import TrainConfig
+
+    if warmup is not None and warmup >= 1:
+        warmup = int(warmup)  # a step count
+    overrides = _options_to_overrides(
+        data=data,
+        out=out,
+        arch=arch,
+        preset=preset,
+        view=view,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        grad_accum=grad_accum,
+        lr=lr,
+        optimizer=optimizer,
+        schedule=schedule,
+        warmup=warmup,
+        masking=masking,
+        precision=precision,
+        device=device,
+        compile=compile,
+        fsdp=fsdp,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
+        seed=seed,
+        init_from=init_from,
+    )
+    with user_errors():
+        if config is not None:
+            cfg = TrainConfig.from_toml(config, overrides)
+        else:
+            cfg = TrainConfig.from_dict(overrides, source="command line")
+        from bertkit.train import trainer
+
+        with _TrainProgress(enabled=not quiet) as progress:
+            summary = trainer.train(cfg, on_event=progress.on_event, resume=resume)
+    for note in summary.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    where = escape(str(summary.checkpoint)) if summary.checkpoint else "none"
+    if summary.interrupted:
+        text = f"[yellow]interrupted[/] at step {summary.step}; checkpoint {where}; continue with --resume"
+        console.print(text, highlight=False)
+        raise typer.Exit(130)
+    loss = f"{summary.final_loss:.4f}" if summary.final_loss is not None else "n/a"
+    line = f"[green]done[/]: {summary.step} steps, final loss {loss}, checkpoint {where}"
+    if summary.eval and "mlm_loss" in summary.eval:
+        e = summary.eval
+        line += f", eval MLM loss {e['mlm_loss']:.4f} (acc {e['mlm_accuracy']:.3f}, ppl {e['perplexity']:.1f})"
+    console.print(line, highlight=False)
+
+
+class _TrainProgress:
+    """A rich progress bar fed by the trainer's events (step, loss, tokens/s, MFU on GPU)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _TrainProgress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[detail]}"),
+                console=console,
+                transient=False,
+            )
+            self.progress.__enter__()
+        return self
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            console.print(
+                f"run {escape(event['run_dir'])}: {event['parameters']:,} parameters on {event['device']}"
+                f" x{event['world_size']}",
+                highlight=False,
+            )
+            if self.progress is not None:
+                total, done = event["max_steps"], event["step"]
+                self.task = self.progress.add_task("train", total=total, completed=done, detail="")
+        elif kind == "step" and self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=event["step"])
+        elif kind == "log" and self.progress is not None and self.task is not None:
+            detail = f"loss {event['loss']:.4f}  lr {event['lr']:.2e}  {event['tokens_per_s']:,.0f} tok/s"
+            if event.get("mfu") is not None:
+                detail += f"  MFU {100 * event['mfu']:.1f}%"
+            self.progress.update(self.task, completed=event["step"], detail=detail)
+        elif kind == "eval":
+            if "mlm_loss" in event:
+                text = f"eval @ {event['step']}: MLM loss {event['mlm_loss']:.4f}, acc {event['mlm_accuracy']:.3f}"
+                if "nsp_accuracy" in event:
+                    text += f", NSP acc {event['nsp_accuracy']:.3f}"
+            else:
+                text = f"eval @ {event['step']}: {event.get('note', 'no data')}"
+            console.print(escape(text), highlight=False)
+        elif kind == "checkpoint":
+            console.print(f"checkpoint {escape(event['path'])}", highlight=False, style="dim")
+        elif kind == "nonfinite":
+            console.print(
+                f"[red]non-finite loss[/] at step {event['step']} (policy: {event['policy']})", highlight=False
+            )
+        elif kind == "resumed":
+            console.print(f"resumed from {escape(event['checkpoint'])} at step {event['step']}", highlight=False)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
