@@ -289,33 +289,38 @@ struct DocOut {
     sentence_lens: Vec<u32>,
 }
 
-const BIG_DOC: usize = 1 << 22;
+/// Documents at least this long are tokenized in parallel by groups of sentences, so that a few long
+/// documents (books, a 200 MB line) do not leave the other workers idle.
+const BIG_DOC: usize = 1 << 16;
+const SENTENCES_PER_TASK: usize = 128;
 
 fn process_document(doc: &Document, splitter: SplitterKind, tok: &Tokenizer) -> DocOut {
     let mut ranges = Vec::new();
     split_sentences(splitter, &doc.text, &mut ranges);
-    let mut out = DocOut::default();
-    if doc.text.len() >= BIG_DOC && ranges.len() > 1 {
-        // One huge document (e.g. a 200 MB line): tokenize its sentences in parallel.
-        let parts: Vec<Vec<u32>> = ranges
-            .par_chunks(1024)
-            .flat_map_iter(|rs| rs.iter().map(|r| tok.encode(&doc.text[r.clone()])).collect::<Vec<_>>())
-            .collect();
-        for p in parts {
-            if !p.is_empty() {
-                out.sentence_lens.push(p.len() as u32);
-                out.tokens.extend_from_slice(&p);
+    let encode = |rs: &[Range<usize>]| {
+        let mut out = DocOut::default();
+        for r in rs {
+            let before = out.tokens.len();
+            tok.encode_into(&doc.text[r.clone()], &mut out.tokens);
+            let n = out.tokens.len() - before;
+            if n > 0 {
+                out.sentence_lens.push(n as u32);
             }
         }
-        return out;
+        out
+    };
+    if doc.text.len() < BIG_DOC || ranges.len() <= SENTENCES_PER_TASK {
+        return encode(&ranges);
     }
-    for r in ranges {
-        let before = out.tokens.len();
-        tok.encode_into(&doc.text[r], &mut out.tokens);
-        let n = out.tokens.len() - before;
-        if n > 0 {
-            out.sentence_lens.push(n as u32);
-        }
+    // A long document (a book, a 200 MB line): tokenize groups of sentences in parallel.
+    let parts: Vec<DocOut> = ranges.par_chunks(SENTENCES_PER_TASK).map(encode).collect();
+    let mut out = DocOut {
+        tokens: Vec::with_capacity(parts.iter().map(|p| p.tokens.len()).sum()),
+        sentence_lens: Vec::with_capacity(parts.iter().map(|p| p.sentence_lens.len()).sum()),
+    };
+    for p in parts {
+        out.tokens.extend_from_slice(&p.tokens);
+        out.sentence_lens.extend_from_slice(&p.sentence_lens);
     }
     out
 }
