@@ -7,7 +7,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 DATA = Path(os.environ.get("BERTKIT_DATA", "data"))
@@ -55,33 +54,20 @@ def scaled_corpus(src: Path, factor: int) -> Path:
     return out
 
 
-def run_timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """Run a command; return (seconds, peak RSS of the child in bytes, stderr)."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all children so far: measure each in a fresh helper.
-    return dt, max(peak, before) * 1024, p.stderr
-
-
-def peak_rss_of(cmd: list[str]) -> tuple[float, int]:
-    """Seconds and peak RSS (bytes) of one command, measured in a fresh wrapper process."""
+def peak_rss_of(cmd: list[str]) -> tuple[float, int, str]:
+    """Seconds, peak RSS (bytes) and stdout of one command, measured in a fresh wrapper process."""
     code = (
         "import resource,subprocess,sys,time;t=time.perf_counter();"
-        "r=subprocess.run(sys.argv[1:]);dt=time.perf_counter()-t;"
-        "print(dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss*1024);sys.exit(r.returncode)"
+        "r=subprocess.run(sys.argv[1:],capture_output=True,text=True);dt=time.perf_counter()-t;"
+        "sys.stderr.write(r.stderr);sys.stdout.write(r.stdout);"
+        "print('\\n@@', dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss*1024);sys.exit(r.returncode)"
     )
     p = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
-    dt, rss = p.stdout.strip().splitlines()[-1].split()
-    return float(dt), int(rss)
+    body, _, tail = p.stdout.rpartition("\n@@")
+    dt, rss = tail.split()
+    return float(dt), int(rss), body
 
 
 def median(xs):
