@@ -69,4 +69,5 @@ def hf(
     console.print(
         f"[green]exported[/] {escape(str(loaded.checkpoint))} (step {loaded.step}) to {escape(str(path))}",
         highlight=False,
+        soft_wrap=True,
     )
