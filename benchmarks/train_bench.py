@@ -206,9 +206,9 @@ def print_throughput(device: str, rows: dict, batch: int, seq_len: int, dtype: s
 # ------------------------------------------------------------------------------------------------- quality
 
 
-def prepared_news(vocab: Path) -> Path:
-    """$BERTKIT_DATA/news.txt prepared with `bertkit prepare` (cached under $BERTKIT_DATA/bench)."""
-    out = DATA / "bench" / "train_bench_news"
+def prepared_news(vocab: Path, work: Path) -> Path:
+    """$BERTKIT_DATA/news.txt prepared with `bertkit prepare` (cached in `work`, default $BERTKIT_DATA/bench)."""
+    out = work / "train_bench_news"
     if (out / "manifest.json").is_file():
         return out
     news = DATA / "news.txt"
@@ -220,7 +220,9 @@ def prepared_news(vocab: Path) -> Path:
     return out
 
 
-def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, dropout: float, seed: int) -> dict:
+def quality(
+    steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, dropout: float, seed: int, work: Path
+) -> dict:
     """Train the tiny preset with both implementations on identical batches; held-out MLM accuracy of each."""
     import torch
 
@@ -230,7 +232,7 @@ def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, 
     from bertkit.train.schedules import make_lr_lambda
     from bertkit.train.trainer import _Batcher, _mask_seed
 
-    ds = prepared_news(DATA / "vocab.txt")
+    ds = prepared_news(DATA / "vocab.txt", work)
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = TrainConfig(data=str(ds), seed=seed, device="cpu", eval_fraction=0.02)
     train_data = PretrainingData(ds, view="mlm", seq_len=seq_len, batch_size=batch, seed=seed, eval_fraction=0.02)
@@ -272,7 +274,7 @@ def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, 
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         train_s = time.perf_counter() - t0
         model.eval()
         hits = count = 0
@@ -312,6 +314,7 @@ def main() -> None:
     ap.add_argument("--quality-lr", type=float, default=2e-3)
     ap.add_argument("--quality-eval-batches", type=int, default=20)
     ap.add_argument("--quality-dropout", type=float, default=0.0)
+    ap.add_argument("--work", type=Path, default=DATA / "bench", help="where the prepared news dataset is cached")
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--cuda-only", action="store_true", help="only the CUDA base/bf16 measurement")
@@ -343,6 +346,7 @@ def main() -> None:
             args.quality_eval_batches,
             args.quality_dropout,
             seed=0,
+            work=args.work,
         )
         what = f"tiny, news, {args.quality_steps} steps of B{args.quality_batch}×{args.seq_len}"
         row(f"held-out MLM accuracy ({what})", f"HF {100 * q['hf']['accuracy']:.2f}%",
