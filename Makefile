@@ -1,7 +1,7 @@
 # Developer and CI entry points. Everything installs into ./.venv (created on first use), so a fresh
 # machine with Python >= 3.10, pip, Rust and maturin needs nothing else.
 #
-#   make demo    prepare → inspect → verify on a small real corpus (the README's main job)
+#   make demo    prepare → inspect → verify → train the tiny BERT (~3 min on CPU) → eval mlm (the README's main job)
 #   make test    cargo test + pytest (fetches the real corpora for the parity tests)
 #   make lint    cargo fmt --check, cargo clippy -D warnings, ruff
 
@@ -40,6 +40,10 @@ demo: build $(DATA)/.small
 		--instances nsp --dupe-factor 2 --overwrite
 	$(VENV)/bin/bertkit inspect runs/demo/data --sample 1
 	$(VENV)/bin/bertkit verify runs/demo/data
+	rm -rf runs/demo/run
+	$(VENV)/bin/bertkit train --data runs/demo/data --out runs/demo/run --config configs/demo.toml
+	$(VENV)/bin/bertkit eval mlm runs/demo/run --data runs/demo/data --show 5
+	@echo "loss curve: runs/demo/run/loss_curve.png"
 
 test-rs:
 	cargo test --release
