@@ -156,8 +156,8 @@ def test_empty_file_and_empty_documents_are_counted(tmp_path, docs, vocab):
     blanks = tmp_path / "blanks.txt"
     blanks.write_text("\n\n   \n\t\n\n" + " ".join(docs[0]) + "\n\n \n\n" + " ".join(docs[1]) + "\n")
     records = tmp_path / "records.jsonl"
-    records.write_text(json.dumps({"text": ""}) + "\n" + json.dumps({"text": "  \n "}) + "\n"
-                       + json.dumps({"text": "\x00\x07\x1b"}) + "\n" + json.dumps({"text": " ".join(docs[2])}) + "\n")  # fmt: skip
+    texts = ["", "  \n ", "\x00\x07\x1b", " ".join(docs[2])]
+    records.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     out, summary = run(tmp_path, [empty, blanks, records], vocab)
     assert summary["totals"]["documents"] == 3
     skipped = manifest(out)["totals"]["skipped"]

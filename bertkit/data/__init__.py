@@ -21,7 +21,16 @@ _EXPORTS = {
     "merge_datasets": "bertkit.data.merge",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # noqa: F822 (resolved lazily by __getattr__)
+    "Dataset",
+    "Document",
+    "Manifest",
+    "merge_datasets",
+    "open_dataset",
+    "read_manifest",
+    "verify_dataset",
+    "write_manifest",
+]
 
 if TYPE_CHECKING:
     from bertkit.data.dataset import Dataset, Document, open_dataset, verify_dataset
