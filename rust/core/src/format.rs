@@ -296,9 +296,32 @@ pub fn write_npy_bytes(root: &Path, rel: &str, dtype: DType, shape: &[u64], data
 
 pub fn write_npy<T: NpyElement>(root: &Path, rel: &str, shape: &[u64], data: &[T]) -> Result<ArrayFile> {
     debug_assert_eq!(shape.iter().product::<u64>(), data.len() as u64);
+    if cfg!(target_endian = "little") {
+        // SAFETY: T is a plain unsigned integer (NpyElement is implemented for u8/u16/u32/u64 only),
+        // so its bytes are its little-endian representation: write them without a copy.
+        let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) };
+        return write_npy_bytes(root, rel, T::DTYPE, shape, bytes);
+    }
     let mut bytes = Vec::new();
     T::write_le(data, &mut bytes);
     write_npy_bytes(root, rel, T::DTYPE, shape, &bytes)
+}
+
+/// Write the concatenation of several token-id slices as one 1-D array in the dataset's token dtype
+/// (one conversion pass, no intermediate concatenation).
+pub fn write_tokens_parts(root: &Path, rel: &str, dtype: DType, parts: &[&[u32]]) -> Result<ArrayFile> {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    match dtype {
+        DType::U16 => {
+            let mut v: Vec<u16> = Vec::with_capacity(n);
+            for p in parts {
+                v.extend(p.iter().map(|&x| x as u16));
+            }
+            write_npy(root, rel, &[n as u64], &v)
+        }
+        DType::U32 => write_npy(root, rel, &[n as u64], &parts.concat()),
+        other => Err(Error::config(format!("token dtype {other:?} is not supported"))),
+    }
 }
 
 /// Write token ids in the dataset's token dtype.

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::corpus::{CorpusView, MmapCorpus};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    hash_file, write_atomic, write_npy, write_tokens, DType, InputFile, Manifest, Shard, Totals, FORMAT_NAME,
-    FORMAT_VERSION, MANIFEST, SHARD_DIR,
+    hash_file, write_atomic, write_npy, write_tokens, write_tokens_parts, DType, InputFile, Manifest, Shard, Totals,
+    FORMAT_NAME, FORMAT_VERSION, MANIFEST, SHARD_DIR,
 };
 use crate::instances::{self, MaskVocab, NspConfig};
 use crate::progress::Progress;
@@ -608,12 +608,17 @@ struct Writer {
     tx: Option<std::sync::mpsc::SyncSender<WriteJob>>,
     handle: Option<std::thread::JoinHandle<Result<Vec<Shard>>>>,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Inline mode (one thread): jobs run at submission.
+    inline: Option<Vec<Shard>>,
 }
 
 type WriteJob = Box<dyn FnOnce() -> Result<Shard> + Send>;
 
 impl Writer {
-    fn new() -> Writer {
+    fn new(background: bool) -> Writer {
+        if !background {
+            return Writer { tx: None, handle: None, failed: Default::default(), inline: Some(Vec::new()) };
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<WriteJob>(1);
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = failed.clone();
@@ -630,11 +635,15 @@ impl Writer {
             }
             Ok(done)
         });
-        Writer { tx: Some(tx), handle: Some(handle), failed }
+        Writer { tx: Some(tx), handle: Some(handle), failed, inline: None }
     }
 
     /// Queue a job; if the writer already failed, return its error.
     fn submit(&mut self, job: WriteJob) -> Result<()> {
+        if let Some(done) = self.inline.as_mut() {
+            done.push(job()?);
+            return Ok(());
+        }
         if self.failed.load(Ordering::SeqCst) || self.tx.as_ref().is_some_and(|tx| tx.send(job).is_err()) {
             return Err(self.finish().err().unwrap_or(Error::Cancelled));
         }
@@ -643,6 +652,9 @@ impl Writer {
 
     /// Wait for every queued job; the shards in submission order.
     fn finish(&mut self) -> Result<Vec<Shard>> {
+        if let Some(done) = self.inline.take() {
+            return Ok(done);
+        }
         self.tx = None;
         match self.handle.take() {
             Some(h) => h.join().unwrap_or_else(|_| Err(Error::config("internal error: the shard writer panicked"))),
@@ -667,6 +679,56 @@ enum ReadMsg {
     Done(BTreeMap<String, u64>),
 }
 
+/// Cuts the input into blocks of whole documents and marks shard boundaries: a shard ends with the
+/// document whose text brings it to `shard_size`, whatever the block size or thread count.
+struct BlockReader {
+    reader: DocumentReader,
+    acc: u64,
+    shard_size: u64,
+    queue: std::collections::VecDeque<ReadMsg>,
+    done: bool,
+}
+
+impl BlockReader {
+    fn next(&mut self) -> Result<ReadMsg> {
+        while self.queue.is_empty() {
+            if self.done {
+                return Err(Error::Cancelled);
+            }
+            let mut docs = Vec::new();
+            let budget = (READ_BLOCK as u64).min(self.shard_size - self.acc) as usize;
+            let more = self.reader.next_batch(budget, &mut docs)?;
+            if !docs.is_empty() {
+                self.acc += docs.iter().map(|d| d.text.len() as u64).sum::<u64>();
+                self.queue.push_back(ReadMsg::Block(docs, self.reader.bytes_read()));
+            }
+            if self.acc >= self.shard_size || (!more && self.acc > 0) {
+                self.acc = 0;
+                self.queue.push_back(ReadMsg::EndShard);
+            }
+            if !more {
+                self.done = true;
+                self.queue.push_back(ReadMsg::Done(self.reader.skipped()));
+            }
+        }
+        Ok(self.queue.pop_front().expect("queue is not empty"))
+    }
+}
+
+enum ReadSource {
+    Thread(std::sync::mpsc::Receiver<Result<ReadMsg>>),
+    Inline(Box<BlockReader>),
+}
+
+impl ReadSource {
+    fn next(&mut self) -> Result<ReadMsg> {
+        match self {
+            ReadSource::Thread(rx) => rx.recv().unwrap_or(Err(Error::Cancelled)),
+            ReadSource::Inline(r) => r.next(),
+        }
+    }
+}
+
 /// Input read per parallel block (documents are never split; a shard is several blocks).
 const READ_BLOCK: usize = 4 << 20;
 
@@ -685,50 +747,36 @@ struct TokenizeStage {
 fn tokenize_stage(
     cfg: &PrepareConfig,
     out: &Path,
-    mut reader: DocumentReader,
+    reader: DocumentReader,
     splitter: SplitterKind,
     tok: &Tokenizer,
     dtype: DType,
     progress: &Progress,
 ) -> Result<TokenizeStage> {
     let shard_size = cfg.shard_size as u64;
+    // With one thread everything runs inline on it; with more, a reader thread and a writer thread
+    // overlap I/O with the rayon workers.
+    let background = rayon::current_num_threads() > 1;
     std::thread::scope(|scope| {
+        let mut blocks = BlockReader { reader, acc: 0, shard_size, queue: Default::default(), done: false };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReadMsg>>(2);
-        scope.spawn(move || {
-            let mut acc = 0u64;
-            loop {
+        let mut source = if background {
+            scope.spawn(move || loop {
                 if progress.cancelled() {
                     return;
                 }
-                let mut docs = Vec::new();
-                let budget = (READ_BLOCK as u64).min(shard_size - acc) as usize;
-                let more = match reader.next_batch(budget, &mut docs) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                if !docs.is_empty() {
-                    acc += docs.iter().map(|d| d.text.len() as u64).sum::<u64>();
-                    if tx.send(Ok(ReadMsg::Block(docs, reader.bytes_read()))).is_err() {
-                        return;
-                    }
-                }
-                if acc >= shard_size || (!more && acc > 0) {
-                    acc = 0;
-                    if tx.send(Ok(ReadMsg::EndShard)).is_err() {
-                        return;
-                    }
-                }
-                if !more {
-                    let _ = tx.send(Ok(ReadMsg::Done(reader.skipped())));
+                let msg = blocks.next();
+                let last = matches!(msg, Ok(ReadMsg::Done(_)) | Err(_));
+                if tx.send(msg).is_err() || last {
                     return;
                 }
-            }
-        });
+            });
+            ReadSource::Thread(rx)
+        } else {
+            ReadSource::Inline(Box::new(blocks))
+        };
 
-        let mut writer = Writer::new();
+        let mut writer = Writer::new(background);
         let mut index = 0usize;
         let mut resumed = 0usize;
         let mut dropped = 0u64;
@@ -738,10 +786,7 @@ fn tokenize_stage(
         let mut last_bytes = 0u64;
         let skipped = loop {
             check_cancel(progress)?;
-            let msg = match rx.recv() {
-                Ok(m) => m?,
-                Err(_) => return Err(Error::Cancelled),
-            };
+            let msg = source.next()?;
             match msg {
                 ReadMsg::Block(docs, bytes) => {
                     docs_in_shard += docs.len() as u64;
@@ -819,7 +864,7 @@ fn build_nsp(
 ) -> Result<Vec<Shard>> {
     let nsp = cfg.nsp();
     let ctx = instances::nsp::NspContext::new(corpus);
-    let mut writer = Writer::new();
+    let mut writer = Writer::new(rayon::current_num_threads() > 1);
     let mut index = 0usize;
     for pass in 0..cfg.dupe_factor {
         for range in doc_ranges {
@@ -835,7 +880,7 @@ fn build_nsp(
             }
             // Parallel over sub-ranges of documents; each document's randomness is keyed by
             // (seed, pass, document), so the split does not change the result.
-            let parts: Vec<instances::NspInstances> = split_range(range.clone(), 64)
+            let parts: Vec<instances::NspInstances> = split_by_tokens(corpus, range.clone(), NSP_TASK_TOKENS)
                 .into_par_iter()
                 .map(|r| {
                     if progress.cancelled() {
@@ -850,7 +895,7 @@ fn build_nsp(
             let out = out.to_path_buf();
             let shard_index = index - 1;
             writer.submit(Box::new(move || {
-                let shard = write_nsp_shard(&out, name, shard_index, &concat_nsp(parts), dtype)?;
+                let shard = write_nsp_shard(&out, name, shard_index, &parts, dtype)?;
                 publish_shard(&out, &shard)?;
                 Ok(shard)
             }))?;
@@ -863,60 +908,65 @@ fn write_nsp_shard(
     out: &Path,
     name: String,
     index: usize,
-    all: &instances::NspInstances,
+    parts: &[instances::NspInstances],
     dtype: DType,
 ) -> Result<Shard> {
     let mut arrays = BTreeMap::new();
-    let n = all.next_sentence_labels.len() as u64;
     let p = |a: &str| arr(a, "nsp", index);
-    let len = |v: usize| [v as u64];
-    arrays.insert(
-        "input_ids".into(),
-        write_tokens(out, &p("input_ids"), dtype, &len(all.input_ids.len()), &all.input_ids)?,
-    );
+    let ids: Vec<&[u32]> = parts.iter().map(|x| x.input_ids.as_slice()).collect();
+    let input_ids = write_tokens_parts(out, &p("input_ids"), dtype, &ids)?;
+    let masked: Vec<&[u32]> = parts.iter().map(|x| x.masked_lm_ids.as_slice()).collect();
+    arrays.insert("masked_lm_ids".into(), write_tokens_parts(out, &p("masked_lm_ids"), dtype, &masked)?);
+    // The small per-instance arrays are concatenated (offsets rebased).
+    let all = concat_nsp_metadata(parts);
+    let n = all.next_sentence_labels.len() as u64;
     arrays.insert("offsets".into(), write_npy(out, &p("offsets"), &[n + 1], &all.offsets)?);
     arrays.insert("segment_a_lengths".into(), write_npy(out, &p("segment_a_lengths"), &[n], &all.segment_a_lengths)?);
     let labels = &all.next_sentence_labels;
     arrays.insert("next_sentence_labels".into(), write_npy(out, &p("next_sentence_labels"), &[n], labels)?);
     let mp = &all.masked_positions;
-    arrays.insert("masked_positions".into(), write_npy(out, &p("masked_positions"), &len(mp.len()), mp)?);
-    let ids = &all.masked_lm_ids;
-    arrays.insert("masked_lm_ids".into(), write_tokens(out, &p("masked_lm_ids"), dtype, &len(ids.len()), ids)?);
+    arrays.insert("masked_positions".into(), write_npy(out, &p("masked_positions"), &[mp.len() as u64], mp)?);
     arrays.insert("masked_offsets".into(), write_npy(out, &p("masked_offsets"), &[n + 1], &all.masked_offsets)?);
-    Ok(Shard {
-        kind: "nsp".into(),
-        name,
-        rows: n,
-        sentences: 0,
-        tokens: all.input_ids.len() as u64,
-        chunks: 0,
-        input_offset: 0,
-        arrays,
-    })
+    let tokens = input_ids.shape[0];
+    arrays.insert("input_ids".into(), input_ids);
+    Ok(Shard { kind: "nsp".into(), name, rows: n, sentences: 0, tokens, chunks: 0, input_offset: 0, arrays })
 }
 
-fn split_range(r: Range<usize>, parts: usize) -> Vec<Range<usize>> {
-    let n = r.len();
-    if n == 0 {
-        return vec![];
+/// Tokens of documents per parallel NSP task.
+const NSP_TASK_TOKENS: u64 = 1 << 15;
+
+/// Consecutive document ranges of about `tokens` tokens each, so that a few long documents (books)
+/// do not end up in one task while the other workers idle.
+fn split_by_tokens(corpus: &dyn CorpusView, r: Range<usize>, tokens: u64) -> Vec<Range<usize>> {
+    let mut parts = Vec::new();
+    let (mut start, mut acc) = (r.start, 0u64);
+    for d in r.clone() {
+        let t = corpus.doc_tokens(d);
+        acc += t.end - t.start;
+        if acc >= tokens {
+            parts.push(start..d + 1);
+            (start, acc) = (d + 1, 0);
+        }
     }
-    let step = n.div_ceil(parts.max(1)).max(1);
-    (r.start..r.end).step_by(step).map(|s| s..(s + step).min(r.end)).collect()
+    if start < r.end {
+        parts.push(start..r.end);
+    }
+    parts
 }
 
-/// Concatenate instance sets, rebasing the offset arrays.
-fn concat_nsp(parts: Vec<instances::NspInstances>) -> instances::NspInstances {
+/// Concatenate the per-instance arrays of several instance sets (not the token arrays), rebasing
+/// the offsets.
+fn concat_nsp_metadata(parts: &[instances::NspInstances]) -> instances::NspInstances {
     let mut all = instances::NspInstances { offsets: vec![0], masked_offsets: vec![0], ..Default::default() };
+    let (mut base, mut mbase) = (0u64, 0u64);
     for p in parts {
-        let base = all.input_ids.len() as u64;
-        let mbase = all.masked_positions.len() as u64;
-        all.input_ids.extend_from_slice(&p.input_ids);
         all.offsets.extend(p.offsets.iter().skip(1).map(|o| o + base));
         all.masked_positions.extend_from_slice(&p.masked_positions);
-        all.masked_lm_ids.extend_from_slice(&p.masked_lm_ids);
         all.masked_offsets.extend(p.masked_offsets.iter().skip(1).map(|o| o + mbase));
         all.segment_a_lengths.extend_from_slice(&p.segment_a_lengths);
         all.next_sentence_labels.extend_from_slice(&p.next_sentence_labels);
+        base += p.input_ids.len() as u64;
+        mbase += p.masked_positions.len() as u64;
     }
     all
 }
