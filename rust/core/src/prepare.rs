@@ -619,7 +619,7 @@ impl Writer {
         if !background {
             return Writer { tx: None, handle: None, failed: Default::default(), inline: Some(Vec::new()) };
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel::<WriteJob>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<WriteJob>(0);
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = failed.clone();
         let handle = std::thread::spawn(move || {
