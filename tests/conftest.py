@@ -190,3 +190,21 @@ def data_dir() -> Path:
     if not d:
         pytest.skip("BERTKIT_DATA is not set (run scripts/fetch_data.py)")
     return Path(d)
+
+
+def tiny_train_config(dataset, out, **overrides):
+    """A `TrainConfig` for a seconds-long CPU run of the tiny preset (tests override what they need)."""
+    from bertkit.train.config import TrainConfig
+
+    base = dict(
+        data=str(dataset),
+        out=str(out),
+        preset="tiny",
+        seq_len=32,
+        eval_fraction=0.1,
+        tensorboard=False,
+        plot=False,
+        device="cpu",
+    )
+    base.update(overrides)
+    return TrainConfig(**base)

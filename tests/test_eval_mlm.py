@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("bertkit._core")
 
-from conftest import TINY_VOCAB, random_docs, write_fixture_dataset  # noqa: E402
+from conftest import TINY_VOCAB, random_docs, tiny_train_config, write_fixture_dataset  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from bertkit.eval import evaluate_mlm, format_predictions  # noqa: E402
@@ -25,27 +25,10 @@ runner = CliRunner()
 
 
 def run_config(dataset: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(dataset),
-        out=str(out),
-        preset="tiny",
-        seq_len=32,
-        batch_size=8,
-        max_steps=8,
-        lr=2e-3,
-        warmup=2,
-        eval_every=8,
-        eval_fraction=0.1,
-        eval_batches=3,
-        checkpoint_every=4,
-        log_every=4,
-        tensorboard=False,
-        plot=False,
-        device="cpu",
-        model={"hidden_dropout_prob": 0.0},
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_train_config(
+        dataset, out, **{"batch_size": 8, "max_steps": 8, "lr": 2e-3, "warmup": 2, "eval_every": 8, "eval_batches": 3,
+                         "checkpoint_every": 4, "log_every": 4, "model": {"hidden_dropout_prob": 0.0}, **kw}
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("bertkit._core")
 
-from conftest import random_docs, write_fixture_dataset  # noqa: E402
+from conftest import random_docs, tiny_train_config, write_fixture_dataset  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from bertkit.eval import load_run  # noqa: E402
@@ -23,25 +23,10 @@ runner = CliRunner()
 
 
 def run_config(dataset: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(dataset),
-        out=str(out),
-        preset="tiny",
-        seq_len=32,
-        batch_size=8,
-        max_steps=4,
-        lr=5e-3,
-        warmup=1,
-        eval_every=0,
-        eval_fraction=0.1,
-        checkpoint_every=2,
-        log_every=2,
-        tensorboard=False,
-        plot=False,
-        device="cpu",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_train_config(
+        dataset, out, **{"batch_size": 8, "max_steps": 4, "lr": 5e-3, "warmup": 1, "eval_every": 0,
+                         "checkpoint_every": 2, "log_every": 2, **kw}
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("bertkit._core")
 
-from conftest import random_docs, write_fixture_dataset  # noqa: E402
+from conftest import random_docs, tiny_train_config, write_fixture_dataset  # noqa: E402
 
 from bertkit.train import checkpoint as ck  # noqa: E402
 from bertkit.train.config import TrainConfig  # noqa: E402
@@ -41,25 +41,10 @@ with open(sys.argv[2] + f".rank{os.environ['RANK']}", "w") as f:
 
 
 def base(ds: Path, out: Path, **kw) -> TrainConfig:
-    return TrainConfig(
-        data=str(ds),
-        out=str(out),
-        preset="tiny",
-        model={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
-        seq_len=32,
-        max_steps=4,
-        lr=1e-3,
-        warmup=1,
-        eval_every=4,
-        eval_fraction=0.1,
-        eval_batches=2,
-        checkpoint_every=0,
-        log_every=1,
-        tensorboard=False,
-        plot=False,
-        device="cpu",
-        **kw,
-    )
+    return tiny_train_config(
+        ds, out, model={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}, max_steps=4, lr=1e-3,
+        warmup=1, eval_every=4, eval_batches=2, checkpoint_every=0, log_every=1, **kw,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("bertkit._core")
 
-from conftest import random_docs, write_fixture_dataset  # noqa: E402
+from conftest import random_docs, tiny_train_config, write_fixture_dataset  # noqa: E402
 
 from bertkit.exceptions import ConfigError, FormatError  # noqa: E402
 from bertkit.train import checkpoint as ck  # noqa: E402
@@ -28,26 +28,10 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def config(dataset: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(dataset),
-        out=str(out),
-        preset="tiny",
-        seq_len=32,
-        batch_size=8,
-        max_steps=6,
-        lr=1e-3,
-        warmup=2,
-        eval_every=0,
-        eval_fraction=0.1,
-        eval_batches=2,
-        checkpoint_every=0,
-        log_every=1,
-        tensorboard=False,
-        plot=False,
-        device="cpu",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_train_config(
+        dataset, out, **{"batch_size": 8, "max_steps": 6, "lr": 1e-3, "warmup": 2, "eval_every": 0, "eval_batches": 2,
+                         "checkpoint_every": 0, "log_every": 1, **kw}
+    )  # fmt: skip
 
 
 def records(run: Path, kind: str) -> list[dict]:
