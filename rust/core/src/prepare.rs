@@ -360,7 +360,6 @@ fn process_document_into(doc: &Document, splitter: SplitterKind, tok: &Tokenizer
 pub fn mask_vocab(tok: &Tokenizer) -> MaskVocab {
     let sp = tok.specials();
     let n = tok.vocab_size();
-    let prefix = tok.info().continuing_subword_prefix;
     let mut is_continuation = vec![false; n];
     let mut is_special = vec![false; n];
     for id in 0..n as u32 {
@@ -368,7 +367,6 @@ pub fn mask_vocab(tok: &Tokenizer) -> MaskVocab {
         is_continuation[id as usize] = tok.is_continuation(id);
         is_special[id as usize] = t.len() > 2 && t.starts_with('[') && t.ends_with(']');
     }
-    let _ = prefix;
     for id in [sp.pad, sp.unk, sp.cls, sp.sep, sp.mask] {
         is_special[id as usize] = true;
     }
@@ -1077,7 +1075,6 @@ fn build_chunks(
         publish_shard(out, &shard)?;
         shards.push(shard);
     }
-    let _ = corpus.n_documents();
     Ok(shards)
 }
 
