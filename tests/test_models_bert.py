@@ -18,6 +18,7 @@ from bertkit.models.bert import (  # noqa: E402
     BertConfig,
     BertForPreTraining,
     BertForSequenceClassification,
+    BertForTokenClassification,
     num_parameters,
 )
 
@@ -337,6 +338,37 @@ def test_sequence_classification_equals_transformers():
     )
     with pytest.raises(ConfigError, match="num_labels"):
         BertForSequenceClassification(config, num_labels=0)
+
+
+def test_token_classification_equals_transformers_at_the_positions():
+    config = BertConfig(**SMALL)
+    ours = BertForTokenClassification(config, num_labels=5)
+    randomize(ours, seed=6)
+    hf = transformers.BertForTokenClassification(
+        transformers.BertConfig(**config.to_dict(), num_labels=5, attn_implementation="eager")
+    )
+    assert sorted(ours.state_dict()) == sorted(hf.state_dict())
+    hf.load_state_dict(ours.state_dict())
+    ours.eval(), hf.eval()
+    batch, mask = make_batch(config, padding=True)
+    B, T = batch["input_ids"].shape
+    positions = torch.tensor([1, 2, T + 1, 2 * T + 3])
+    labels = torch.tensor([0, 4, -100, 2])
+    with torch.no_grad():
+        out = ours(batch["input_ids"], mask, batch["token_type_ids"], positions=positions, labels=labels)
+        ref = hf(input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch["token_type_ids"])
+    expected = ref.logits.reshape(B * T, -1)[positions]
+    torch.testing.assert_close(out.logits, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(out.loss, F.cross_entropy(expected, labels, ignore_index=-100), atol=ATOL, rtol=0)
+    pretrained, _ = hf_pair(seed=9)
+    ours.load_pretrained_encoder(pretrained)  # the pretraining model's pooler is left out
+    torch.testing.assert_close(
+        ours.bert.embeddings.word_embeddings.weight, pretrained.bert.embeddings.word_embeddings.weight
+    )
+    with pytest.raises(ConfigError, match="cannot load the encoder"):
+        ours.load_pretrained_encoder(torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="needs positions"):
+        ours(batch["input_ids"])
 
 
 def test_flops_per_token_matches_the_reference_table():

@@ -13,7 +13,13 @@ from torch import nn
 
 from bertkit.exceptions import ConfigError
 from bertkit.models import bert
-from bertkit.models.base import Architecture, ModelConfig, PretrainingOutput, SequenceClassificationOutput
+from bertkit.models.base import (
+    Architecture,
+    ModelConfig,
+    PretrainingOutput,
+    SequenceClassificationOutput,
+    TokenClassificationOutput,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -21,6 +27,7 @@ __all__ = [
     "ModelConfig",
     "PretrainingOutput",
     "SequenceClassificationOutput",
+    "TokenClassificationOutput",
     "build_config",
     "build_model",
     "get_architecture",
@@ -33,6 +40,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         pretraining_class=bert.BertForPreTraining,
         presets=bert.PRESETS,
         sequence_classification_class=bert.BertForSequenceClassification,
+        token_classification_class=bert.BertForTokenClassification,
         description="BERT (post-LN, MLM + NSP heads); parameter names of Hugging Face's BertForPreTraining",
     ),
 }

@@ -27,6 +27,20 @@ last hidden states, ``mlm_logits(input_ids, attention_mask, token_type_ids, posi
 at flat positions (evaluation display, parity tests), ``flops_per_token(seq_len, head_fraction)`` (MFU) and a
 ``config`` attribute.
 
+Fine-tuning contract (``bertkit eval glue | classify | ner`` use only this, for every architecture):
+
+- ``Architecture.sequence_classification_class(config, num_labels)``: ``forward(input_ids, attention_mask=None,
+  token_type_ids=None, labels=None)`` → :class:`SequenceClassificationOutput` with ``logits [B, num_labels]``
+  (``num_labels == 1`` is regression with MSE). Architectures with narrow layers compute the sentence
+  representation from the [CLS] query alone.
+- ``Architecture.token_classification_class(config, num_labels)``: ``forward(input_ids, attention_mask=None,
+  token_type_ids=None, positions=..., labels=None)`` → :class:`TokenClassificationOutput` with ``logits [N,
+  num_labels]`` at ``positions`` ``[N]`` int64 (flat indices ``b * T + t`` into the ``B*T`` tokens, like
+  ``mlm_positions``: the first sub-token of every labelled word); ``labels [N]`` (-100 = ignore). Models with
+  narrow layers use these positions as their queries, so inference needs no labels.
+- Both have ``load_pretrained_encoder(pretraining_model)``, copying the encoder weights of a pretraining model of
+  the same architecture (a mismatch is a ConfigError), and a ``config`` attribute.
+
 Note for data-parallel training: heads that a batch does not use (the pooler and NSP head of BERT when
 ``next_sentence_label`` is None) receive no gradient, so MLM-only runs need DDP's ``find_unused_parameters=True``
 (or ``static_graph=True``).
@@ -48,6 +62,7 @@ __all__ = [
     "ModelConfig",
     "PretrainingOutput",
     "SequenceClassificationOutput",
+    "TokenClassificationOutput",
     "config_from_dict",
     "config_to_dict",
 ]
@@ -83,6 +98,16 @@ class SequenceClassificationOutput:
     """Cross-entropy (MSE when there is one label), or None without labels."""
     logits: torch.Tensor
     """``[B, num_labels]``."""
+
+
+@dataclass
+class TokenClassificationOutput:
+    """The result of a token-classification forward pass (logits only at the requested positions)."""
+
+    loss: torch.Tensor | None
+    """Mean cross-entropy over the positions whose label is not -100, or None without labels."""
+    logits: torch.Tensor
+    """``[N, num_labels]``, one row per entry of ``positions``."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +164,9 @@ class Architecture:
     presets: Mapping[str, Mapping[str, Any]]
     """Preset name (``tiny``, ``small``, ``base``, ``large``) → config fields (the rest take their defaults)."""
     sequence_classification_class: type[torch.nn.Module] | None = None
-    """``cls(config, num_labels)`` for fine-tuning, when the architecture has one."""
+    """``cls(config, num_labels)`` for fine-tuning, when the architecture has one (see the fine-tuning contract)."""
+    token_classification_class: type[torch.nn.Module] | None = None
+    """``cls(config, num_labels)`` for token classification (NER), when the architecture has one."""
     description: str = ""
 
     def preset_names(self) -> list[str]:

@@ -18,7 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertkit.exceptions import ConfigError
-from bertkit.models.base import ModelConfig, PretrainingOutput, SequenceClassificationOutput
+from bertkit.models.base import (
+    ModelConfig,
+    PretrainingOutput,
+    SequenceClassificationOutput,
+    TokenClassificationOutput,
+)
 from bertkit.ops.masked_lm_loss import masked_lm_loss
 
 __all__ = [
@@ -26,6 +31,7 @@ __all__ = [
     "BertConfig",
     "BertForPreTraining",
     "BertForSequenceClassification",
+    "BertForTokenClassification",
     "BertModel",
     "num_parameters",
 ]
@@ -474,9 +480,60 @@ class BertForSequenceClassification(_BertPreTrainedBase):
                 loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
         return SequenceClassificationOutput(loss=loss, logits=logits)
 
-    def load_pretrained_encoder(self, model: BertForPreTraining) -> None:
-        """Copy the encoder (and pooler) of a pretrained model into this classifier."""
-        self.bert.load_state_dict(model.bert.state_dict())
+    def load_pretrained_encoder(self, model: nn.Module) -> None:
+        """Copy the encoder (and pooler) of a pretrained ``BertForPreTraining`` into this classifier."""
+        _copy_encoder(self.bert, model)
+
+
+class BertForTokenClassification(_BertPreTrainedBase):
+    """BERT + dropout + linear classifier on the hidden states at the given positions (HF's keys: ``bert.*``
+    without the pooler, ``classifier.*``); follows the token-classification contract of ``bertkit.models.base``."""
+
+    def __init__(self, config: BertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
+        super().__init__()
+        if not isinstance(num_labels, int) or num_labels < 1:
+            raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
+        self.config = config
+        self.num_labels = num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> TokenClassificationOutput:
+        if positions is None:
+            raise TypeError("BertForTokenClassification.forward needs positions (flat indices of the queried tokens)")
+        hidden = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, d)
+        rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)  # (N, d)
+        logits = self.classifier(self.dropout(rows))  # (N, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+        return TokenClassificationOutput(loss=loss, logits=logits)
+
+    def load_pretrained_encoder(self, model: nn.Module) -> None:
+        """Copy the encoder of a pretrained ``BertForPreTraining`` into this classifier (the pooler is not used)."""
+        _copy_encoder(self.bert, model)
+
+
+def _copy_encoder(target: BertModel, model: nn.Module) -> None:
+    source = getattr(model, "bert", None)
+    if not isinstance(source, BertModel):
+        raise ConfigError(f"cannot load the encoder of a {type(model).__name__} into a BERT classifier")
+    state = source.state_dict()
+    if target.pooler is None:
+        state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as e:
+        raise ConfigError(f"the pretrained encoder does not fit this classifier's config: {e}") from None
 
 
 def num_parameters(model: nn.Module, exclude_embeddings: bool = False) -> int:
