@@ -100,6 +100,25 @@ def test_compatibility_reports_differing_keys(tmp_path):
         ck.check_compatible(path, TrainConfig(lr=1e-3).to_dict(), "bert", {"hidden_size": 4})
 
 
+def test_resuming_with_another_number_of_ranks_is_refused(tmp_path):
+    model, opt, sched = parts()
+    path = ck.save_checkpoint(
+        tmp_path,
+        5,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        config=TrainConfig().to_dict(),
+        arch="bert",
+        model_config={"hidden_size": 3},
+        data_state={"phase": 0, "epoch": 0, "cursor": 5, "world_size": 2},
+    )
+    ck.check_compatible(path, TrainConfig().to_dict(), "bert", world_size=2)
+    with pytest.raises(ConfigError, match=r"written by a run of 2 rank\(s\), resumed with 1"):
+        ck.check_compatible(path, TrainConfig().to_dict(), "bert", world_size=1)
+    ck.check_compatible(save(tmp_path / "old", 1, model, opt, sched), TrainConfig().to_dict(), "bert", world_size=4)
+
+
 def test_corrupt_checkpoint_file_is_a_format_error(tmp_path):
     model, opt, sched = parts()
     path = save(tmp_path, 2, model, opt, sched)

@@ -215,12 +215,22 @@ def check_compatible(
     config: Mapping[str, Any],
     arch: str,
     model_config: Mapping[str, Any] | None = None,
+    world_size: int | None = None,
 ) -> None:
     """ConfigError unless the checkpoint was made by the same architecture, model config and run config (keys in
-    ``RESUME_MUTABLE`` may differ); the message lists every differing key."""
+    ``RESUME_MUTABLE`` may differ) and, when ``world_size`` is given, the same number of ranks (the data cursor
+    counts global batches of ``batch_size · world_size`` samples, and masking is keyed by rank); the message lists
+    every differing key."""
     meta = read_meta(ckpt)
     if meta.get("arch") != arch:
         raise ConfigError(f"{ckpt}: checkpoint of architecture {meta.get('arch')!r}, but this run is {arch!r}")
+    saved_world = meta.get("data_state", {}).get("world_size")
+    if world_size is not None and saved_world is not None and saved_world != world_size:
+        raise ConfigError(
+            f"{ckpt}: written by a run of {saved_world} rank(s), resumed with {world_size}: the data cursor and the "
+            f"masking keys depend on the number of ranks; resume with {saved_world} rank(s) (torchrun "
+            f"--nproc-per-node / --nnodes), or start a new run directory"
+        )
     diff = config_diff(read_config(ckpt), config, RESUME_MUTABLE)
     if model_config is not None:
         saved_model = meta.get("model_config", {})

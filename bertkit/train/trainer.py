@@ -449,7 +449,7 @@ def _train(
     config_dict = config.to_dict()
     model_config_dict = model_config.to_dict()
     if resume and existing is not None:
-        ckpt_lib.check_compatible(existing, config_dict, arch_name, model_config_dict)
+        ckpt_lib.check_compatible(existing, config_dict, arch_name, model_config_dict, world_size=info.world_size)
 
     # ------------------------------------------------------------------ model, optimiser, schedule
     sharded = config.fsdp and info.enabled
@@ -552,7 +552,12 @@ def _train(
                 config=config_dict,
                 arch=arch_name,
                 model_config=model_config_dict,
-                data_state={"phase": stream.phase, "epoch": stream.state.epoch, "cursor": stream.state.cursor},
+                data_state={
+                    "phase": stream.phase,
+                    "epoch": stream.state.epoch,
+                    "cursor": stream.state.cursor,
+                    "world_size": info.world_size,
+                },
                 keep_last=config.keep_last,
                 model_state=model_state,
                 optimizer_state=optimizer_state,
