@@ -295,6 +295,8 @@ def test_triton_vocabulary_splits_agree():
 
     hidden, weight, bias, labels = make_inputs(25, 1000, 48, ignored=(2, 9), device=TRITON_DEVICE)
     with torch.no_grad():
+        # Small integers: row 0's logits at columns 10 and 900 are exact in fp32 whatever the summation order.
+        hidden[0] = torch.arange(48, device=TRITON_DEVICE).remainder(5).float() - 2
         weight[900] = hidden[0] * 10  # row 0's maximum in the last split …
         weight[10] = weight[900]  # … tied with the first: the lower index must win
         bias[10] = bias[900]
@@ -305,7 +307,12 @@ def test_triton_vocabulary_splits_agree():
     for splits in (1, 3):
         loss, lse, predictions, n_valid = masked_lm_loss_forward(hidden, weight, bias, labels, splits=splits, **kwargs)
         torch.testing.assert_close(loss, ref_loss.detach(), rtol=2e-4, atol=1e-6)
-        assert torch.equal(predictions, ref_pred) and int(predictions[0]) == 10
+        # Columns 10 and 900 tie on every row, exactly only on row 0: elsewhere the two columns may round differently
+        # (multithreaded BLAS in the reference, tile order in the kernel), so either of them is a right answer there.
+        tied = (ref_pred == 10) | (ref_pred == 900)
+        assert torch.equal(predictions[~tied], ref_pred[~tied])
+        assert bool(((predictions[tied] == 10) | (predictions[tied] == 900)).all())
+        assert int(ref_pred[0]) == 10 and int(predictions[0]) == 10
         grads = masked_lm_loss_backward(grad_out, hidden, weight, bias, labels, lse, n_valid, splits=splits, **kwargs)
         for g, ref in zip(grads, ref_grads, strict=True):
             torch.testing.assert_close(g, 2 * ref, rtol=2e-4, atol=2e-5 * float(ref.abs().max()))
