@@ -18,6 +18,7 @@ CUDA or ``TRITON_INTERPRET=1`` is set, otherwise the torch path.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 from typing import NamedTuple
@@ -80,13 +81,14 @@ def softmax_backward(weights: torch.Tensor, grad_weights: torch.Tensor) -> torch
 # ------------------------------------------------------------------------------------ torch kernels ("torch")
 
 
-def torch_mix_forward(layers: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``Σ_i weights[i] · layers[i]`` for layers [n, N] and fp32 weights [n]: [N] in the layers' dtype.
+def torch_mix_forward(layers: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``Σ_i softmax(logits)_i · layers[i]`` for layers [n, N] (fp32 softmax): [N] in the layers' dtype.
 
     fp32/fp64: one matrix-vector product straight off the rows (`mv` of the transposed rows: the `tensordot`
     contraction without its [1, n] @ [n, N] matrix product, which is 2× slower on CPU). Half dtypes: `addcmul` into
     an fp32 accumulator, one row at a time, so neither the weights nor the partial sums are rounded to 8 mantissa bits.
     """
+    weights = torch.softmax(logits.float(), dim=0)
     if layers.dtype in (torch.float32, torch.float64):
         return torch.mv(layers.t(), weights.to(layers.dtype))
     acc = torch.zeros(layers.shape[1], dtype=torch.float32, device=layers.device)
@@ -98,17 +100,18 @@ def torch_mix_forward(layers: torch.Tensor, weights: torch.Tensor) -> torch.Tens
 def torch_mix_backward(
     grad: torch.Tensor,
     layers: torch.Tensor | None,
-    weights: torch.Tensor,
+    logits: torch.Tensor,
     grad_layers: torch.Tensor | None,
     *,
     accumulate_below: int = 0,
 ) -> torch.Tensor | None:
     """Backward of `torch_mix_forward` for grad [N], with the contract of the Triton launcher.
 
-    With `grad_layers` [n, N]: writes ``weights[i] · grad`` into rows ``i ≥ accumulate_below`` and adds it to the
-    rows below (in their dtype; one broadcasting `mul`/`addcmul` each). With `layers`: returns the fp32 gradient of
-    the weights ``[Σ grad · layers[i]]`` (before the softmax), else None.
+    With `grad_layers` [n, N]: writes ``w_i · grad`` into rows ``i ≥ accumulate_below`` and adds it to the rows
+    below (in their dtype; one broadcasting `mul`/`addcmul` each), w = softmax(logits). With `layers`: returns the
+    logits' gradient (through the softmax, in the logits' dtype), else None.
     """
+    weights = torch.softmax(logits.float(), dim=0)
     g = grad.reshape(-1)
     if grad_layers is not None:
         n, below = weights.shape[0], accumulate_below
@@ -120,12 +123,13 @@ def torch_mix_backward(
     if layers is None:
         return None
     if layers.dtype in (torch.float32, torch.float64):
-        return torch.mv(layers, g.to(layers.dtype)).float()
-    g32 = g.float()  # half dtypes: fp32 dot products, one row at a time
-    grad_weights = torch.empty(layers.shape[0], dtype=torch.float32, device=layers.device)
-    for i in range(layers.shape[0]):
-        grad_weights[i] = torch.dot(layers[i].float(), g32)
-    return grad_weights
+        grad_weights = torch.mv(layers, g.to(layers.dtype)).float()
+    else:
+        g32 = g.float()  # half dtypes: fp32 dot products, one row at a time
+        grad_weights = torch.empty(layers.shape[0], dtype=torch.float32, device=layers.device)
+        for i in range(layers.shape[0]):
+            grad_weights[i] = torch.dot(layers[i].float(), g32)
+    return softmax_backward(weights, grad_weights).to(logits.dtype)
 
 
 class MixKernels(NamedTuple):
@@ -153,36 +157,34 @@ def _rows(outputs: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class LayerMixFunction(torch.autograd.Function):
-    """``layer_mix`` over stacked outputs [L, *S] with a kernel pair (`MixKernels`): saves the outputs (only when
-    the logits need a gradient) and the fp32 softmax weights; the outputs' gradient is [L, *S], zero past n."""
+    """``layer_mix`` over stacked outputs [L, *S] with a kernel pair (`MixKernels`): saves the logits and (only when
+    the logits need a gradient) the outputs; the outputs' gradient is [L, *S], zero past n."""
 
     @staticmethod
     def forward(ctx, outputs, logits, kernels):
         n = logits.shape[0]
-        weights = torch.softmax(logits.float(), dim=0)
-        mixed = kernels.forward(_rows(outputs, n), weights).view(outputs.shape[1:])
-        ctx.save_for_backward(outputs if ctx.needs_input_grad[1] else None, weights)
-        ctx.kernels, ctx.logits_dtype = kernels, logits.dtype
+        mixed = kernels.forward(_rows(outputs, n), logits).view(outputs.shape[1:])
+        ctx.save_for_backward(outputs if ctx.needs_input_grad[1] else None, logits)
+        ctx.kernels = kernels
         ctx.outputs_meta = (outputs.shape, outputs.dtype, outputs.device)
         return mixed
 
     @staticmethod
     def backward(ctx, grad_mixed):
-        outputs, weights = ctx.saved_tensors
+        outputs, logits = ctx.saved_tensors
         need_outputs, need_logits = ctx.needs_input_grad[:2]
-        n = weights.shape[0]
+        n = logits.shape[0]
         shape, dtype, device = ctx.outputs_meta
         grad_outputs = None
         if need_outputs:
             grad_outputs = torch.empty(shape, dtype=dtype, device=device)
             grad_outputs[n:].zero_()
-        grad_weights = ctx.kernels.backward(
+        grad_logits = ctx.kernels.backward(
             grad_mixed,
             _rows(outputs, n) if need_logits else None,
-            weights,
+            logits,
             grad_outputs[:n].view(n, -1) if need_outputs else None,
         )
-        grad_logits = softmax_backward(weights, grad_weights).to(ctx.logits_dtype) if need_logits else None
         return grad_outputs, grad_logits, None
 
 
@@ -321,21 +323,16 @@ class _MixFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, layers, slots, kernels, shape, *tokens):
-        weights = torch.softmax(logits.float(), dim=0)
-        mixed = kernels.forward(layers, weights)
-        ctx.save_for_backward(layers if ctx.needs_input_grad[0] else None, weights)
-        ctx.slots, ctx.kernels, ctx.logits_dtype = slots, kernels, logits.dtype
-        return mixed.view(shape)
+        ctx.save_for_backward(layers if ctx.needs_input_grad[0] else None, logits)
+        ctx.slots, ctx.kernels = slots, kernels
+        return kernels.forward(layers, logits).view(shape)
 
     @staticmethod
     def backward(ctx, grad_mixed):
-        layers, weights = ctx.saved_tensors
-        need_logits = ctx.needs_input_grad[0]
+        layers, logits = ctx.saved_tensors
         token_needs = ctx.needs_input_grad[5:]
-        n = weights.shape[0]
-        grad_rows, below = ctx.slots.rows_for_mix(n) if any(token_needs) else (None, 0)
-        grad_weights = ctx.kernels.backward(grad_mixed, layers, weights, grad_rows, accumulate_below=below)
-        grad_logits = softmax_backward(weights, grad_weights).to(ctx.logits_dtype) if need_logits else None
+        grad_rows, below = ctx.slots.rows_for_mix(logits.shape[0]) if any(token_needs) else (None, 0)
+        grad_logits = ctx.kernels.backward(grad_mixed, layers, logits, grad_rows, accumulate_below=below)
         tokens = [ctx.slots.no_grad_token if need else None for need in token_needs]
         return grad_logits, None, None, None, None, *tokens
 
@@ -408,6 +405,7 @@ class LayerOutputs:
         self._read_rows: torch.Tensor | None = None  # `_alias(self._rows)`
         self._tokens: list[torch.Tensor | None] = []
         self._slots: _GradSlots | None = None
+        self._kernels: MixKernels | None = None
         if shape is not None:
             self._setup(torch.Size(shape), dtype or torch.get_default_dtype(), torch.device(device or "cpu"))
 
@@ -427,12 +425,14 @@ class LayerOutputs:
             self._buffer = torch.empty((self.capacity, *shape), dtype=dtype, device=device)
             self._rows = self._buffer.view(self.capacity, -1)
             self._read_rows = _alias(self._rows)
+            self._kernels = _kernels(self.impl)
             self._slots = _GradSlots(self._rows.shape[1], dtype, device)
 
     def __len__(self) -> int:
         return self._count
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        i = operator.index(i)
         if not -self._count <= i < self._count:
             raise IndexError(f"layer output {i} out of range ({self._count} appended)")
         k = i % self._count
@@ -481,7 +481,7 @@ class LayerOutputs:
         n = logits.shape[0]
         if self.impl == "reference":
             return layer_mix_reference(torch.stack(self._outputs[:n]), logits)
-        kernels = _kernels(self.impl)
+        kernels = self._kernels
         tokens = self._tokens[:n]
         if torch.is_autocast_enabled(device.type):  # the torch kernels would run in the autocast dtype
             with torch.autocast(device.type, enabled=False):
@@ -491,4 +491,4 @@ class LayerOutputs:
     def _mix(self, logits, n, shape, kernels, tokens) -> torch.Tensor:
         if torch.is_grad_enabled() and (logits.requires_grad or any(t is not None for t in tokens)):
             return _MixFunction.apply(logits, self._read_rows[:n], self._slots, kernels, shape, *tokens)
-        return kernels.forward(self._read_rows[:n], torch.softmax(logits.detach().float(), dim=0)).view(shape)
+        return kernels.forward(self._read_rows[:n], logits.detach()).view(shape)

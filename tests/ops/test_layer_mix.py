@@ -96,8 +96,15 @@ def check_functional(impl: str, layers: int, n: int, shape: tuple[int, ...], dev
     assert torch.count_nonzero(got[1][n:]) == 0  # outputs past n get no gradient
 
 
-ODD_SHAPES = [(1, 1, (1,)), (3, 3, (1, 1023)), (5, 2, (3, 1023)), (13, 12, (37, 65)), (2, 1, (4, 5, 6))]
-ODD_IDS = ["1token-n1", "d1023-n3", "3x1023-n2", "L13-n12", "3d"]
+ODD_SHAPES = [
+    (1, 1, (1,)),
+    (3, 3, (1, 1023)),
+    (5, 2, (3, 1023)),
+    (13, 12, (37, 65)),
+    (2, 1, (4, 5, 6)),
+    (40, 33, (3, 17)),
+]
+ODD_IDS = ["1token-n1", "d1023-n3", "3x1023-n2", "L13-n12", "3d", "n33"]
 
 
 @pytest.mark.parametrize(("layers", "n", "shape"), ODD_SHAPES, ids=ODD_IDS)
@@ -146,24 +153,32 @@ def test_half_precision_torch_kernels_accumulate_in_fp32():
 
 
 def launcher_contract(forward, backward, device: str, **kwargs):
-    """Forward is Σ wᵢ hᵢ; backward writes rows ≥ accumulate_below, adds to the rows below, returns Σ g·hᵢ."""
+    """Forward is Σ wᵢ hᵢ (w = softmax(logits)); backward writes rows ≥ accumulate_below, adds to the rows below,
+    and returns the logits' gradient w ⊙ (dw − ⟨w, dw⟩) with dwᵢ = Σ g·hᵢ."""
     layers = torch.randn(5, 3000, device=device)
-    weights = torch.softmax(torch.randn(5, device=device), 0)
-    close(forward(layers, weights, **kwargs), weights @ layers, what="forward")
+    logits = torch.randn(5, device=device)
+    weights = torch.softmax(logits, 0)
+    close(forward(layers, logits, **kwargs), weights @ layers, what="forward")
     grad = torch.randn(3000, device=device)
+    dw = layers @ grad
+    grad_logits = weights * (dw - (weights * dw).sum())
     grad_layers = torch.randn(5, 3000, device=device)
     before = grad_layers.clone()
-    grad_weights = backward(grad, layers, weights, grad_layers, accumulate_below=2, **kwargs)
-    close(grad_weights, layers @ grad, what="grad weights")
+    close(backward(grad, layers, logits, grad_layers, accumulate_below=2, **kwargs), grad_logits, what="grad logits")
     close(grad_layers[:2], before[:2] + weights[:2, None] * grad, what="accumulated rows")
     close(grad_layers[2:], weights[2:, None] * grad.expand(3, -1), what="written rows")
-    assert backward(grad, None, weights, grad_layers, accumulate_below=5, **kwargs) is None
+    assert backward(grad, None, logits, grad_layers, accumulate_below=5, **kwargs) is None
     close(grad_layers[:2], before[:2] + 2 * weights[:2, None] * grad, what="second accumulation")
-    close(backward(grad, layers, weights, None, **kwargs), layers @ grad, what="grad weights only")
-    # rows of a wider buffer (a row stride larger than N), as LayerOutputs passes them
+    close(backward(grad, layers, logits, None, **kwargs), grad_logits, what="grad logits only")
+    # rows of a wider buffer (a row stride larger than N), as LayerOutputs passes them; strided logits
     buffer = torch.randn(5, 4000, device=device)
     rows = buffer[:, :3000]
-    close(forward(rows, weights, **kwargs), weights @ rows, what="strided rows")
+    strided = torch.stack([logits, logits], 1)[:, 0]
+    close(forward(rows, strided, **kwargs), weights @ rows, what="strided rows")
+    dw = rows @ grad
+    close(backward(grad, rows, strided, None, **kwargs), weights * (dw - (weights * dw).sum()), what="strided")
+    # bf16 logits: the gradient comes back in their dtype
+    assert backward(grad, layers, logits.bfloat16(), None, **kwargs).dtype == torch.bfloat16
 
 
 def test_torch_launchers_contract():
@@ -489,13 +504,13 @@ def test_triton_launchers_contract(block_size):
 def test_triton_launchers_reject_bad_rows():
     from bertkit.ops.triton.layer_mix import layer_mix_backward, layer_mix_forward
 
-    weights = torch.softmax(torch.randn(3, device=TRITON_DEVICE), 0)
+    logits = torch.randn(3, device=TRITON_DEVICE)
     with pytest.raises(ValueError, match="contiguous rows"):
-        layer_mix_forward(torch.randn(6, 3, device=TRITON_DEVICE).T, weights)
-    with pytest.raises(ValueError, match="rows for 3 weights"):
-        layer_mix_backward(torch.randn(6, device=TRITON_DEVICE), torch.randn(2, 6, device=TRITON_DEVICE), weights, None)
+        layer_mix_forward(torch.randn(6, 3, device=TRITON_DEVICE).T, logits)
+    with pytest.raises(ValueError, match="rows for 3 logits"):
+        layer_mix_backward(torch.randn(6, device=TRITON_DEVICE), torch.randn(2, 6, device=TRITON_DEVICE), logits, None)
     with pytest.raises(ValueError, match="power of two"):
-        layer_mix_forward(torch.randn(3, 6, device=TRITON_DEVICE), weights, block_size=100)
+        layer_mix_forward(torch.randn(3, 6, device=TRITON_DEVICE), logits, block_size=100)
 
 
 @pytest.mark.triton
