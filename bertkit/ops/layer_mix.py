@@ -375,6 +375,8 @@ class LayerOutputs:
     that row). ``impl="reference"`` keeps the tensors in a list and stacks them for `layer_mix_reference` on every
     mix (the independent path the tests compare against).
 
+    ``append``, ``mix`` and ``outputs[i]`` are excluded from torch.compile (`torch.compiler.disable`): a compiled
+    model graph-breaks around them and they run eagerly (traced, the buffer writes would silently drop gradients).
     Not supported: double backward; recomputing appends under activation checkpointing. In-place changes to an
     appended h after ``append`` are not seen (the buffer holds a copy).
     """
@@ -431,6 +433,7 @@ class LayerOutputs:
     def __len__(self) -> int:
         return self._count
 
+    @torch.compiler.disable
     def __getitem__(self, i: int) -> torch.Tensor:
         i = operator.index(i)
         if not -self._count <= i < self._count:
@@ -443,6 +446,7 @@ class LayerOutputs:
             return _ReadFunction.apply(self._buffer[k], self._slots, k, token)
         return self._buffer[k].clone()
 
+    @torch.compiler.disable
     def append(self, h: torch.Tensor) -> None:
         """Add the next layer output (same shape, dtype and device as the first)."""
         if not isinstance(h, torch.Tensor):
@@ -467,6 +471,7 @@ class LayerOutputs:
             self._slots.count = k + 1
         self._count = k + 1
 
+    @torch.compiler.disable
     def mix(self, logits: torch.Tensor) -> torch.Tensor:
         """``Σ_{i < n} softmax(logits)_i · h_i`` with n = len(logits) ≤ len(self); fp32 softmax and accumulation,
         the result in the outputs' dtype (autocast is ignored)."""

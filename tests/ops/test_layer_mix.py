@@ -466,6 +466,19 @@ def test_a_partial_backward_leaves_no_stale_gradients():
         close(a, b, atol_frac=1e-5, what="after a partial pass")
 
 
+def test_torch_compile_leaves_layer_outputs_eager():
+    """Under torch.compile the model graph-breaks around LayerOutputs (traced, its buffer writes lost gradients)."""
+    params = toy_parameters(3, 4, 8)
+    compiled = torch.compile(lambda *a: toy_network("torch", *a), backend="aot_eager")
+    h0, weights, logits, final = params
+    loss = compiled(*params)
+    got = torch.autograd.grad(loss, [h0, *weights, *logits, final])
+    ref_loss, want = network_grads("reference", params)
+    close(loss.detach(), ref_loss, what="loss")
+    for a, b in zip(got, want, strict=True):
+        close(a, b, atol_frac=1e-5, what="compiled")
+
+
 def test_appended_h_is_copied_and_mix_ignores_autocast():
     outputs = LayerOutputs(2)
     h = torch.ones(3, 4)
