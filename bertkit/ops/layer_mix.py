@@ -305,17 +305,20 @@ class _GradSlots:
 
 class _AppendFunction(torch.autograd.Function):
     """Links output k into the graph: returns an empty token that mixes and reads of row k take as an input, so
-    this node's backward runs after all of theirs; it hands h the gradient gathered in row k."""
+    this node's backward runs after all of theirs; it hands h the gradient gathered in row k (a view; a copy when h
+    is a leaf, whose ``.grad`` would otherwise keep the whole gradient buffer alive)."""
 
     @staticmethod
     def forward(ctx, h, slots, k):
-        ctx.slots, ctx.k, ctx.shape = slots, k, h.shape
+        ctx.slots, ctx.k, ctx.shape, ctx.leaf = slots, k, h.shape, h.is_leaf
         return slots.no_grad_token.new_empty(0)
 
     @staticmethod
     def backward(ctx, _grad_token):
         row = ctx.slots.take(ctx.k)
-        return (row.view(ctx.shape) if row is not None else None), None, None
+        if row is None:
+            return None, None, None
+        return (row.clone() if ctx.leaf else row).view(ctx.shape), None, None
 
 
 class _MixFunction(torch.autograd.Function):

@@ -416,6 +416,14 @@ def test_gradients_gather_in_one_buffer_and_it_is_released():
     assert len(seen) == 5
     assert len({g.untyped_storage().data_ptr() for g in seen}) == 1  # rows of one buffer, not 5 tensors
     assert outputs._slots.grad is None
+    # a leaf gets a copy: its .grad must not keep the whole gradient buffer alive
+    leaf = torch.randn(6, 8, requires_grad=True)
+    outputs = LayerOutputs(3)
+    outputs.append(leaf)
+    outputs.append(leaf.detach() * 2)
+    outputs.mix(torch.zeros(2)).sum().backward()
+    assert leaf.grad.untyped_storage().nbytes() == leaf.numel() * 4
+    torch.testing.assert_close(leaf.grad, torch.full((6, 8), 0.5))
 
 
 def test_no_stack_copies(monkeypatch):
