@@ -11,7 +11,7 @@ variant) and h_n is appended; backward runs from h_12 through all 12 mixes to h_
 GPU (targets): base width d = 768 over 256×128 tokens in bf16; time = median of `triton.testing.do_bench` over the
 pass, peak memory = `torch.cuda.max_memory_allocated` above the inputs for one pass. Targets: ≥ 3× faster than (a),
 ≥ 1.3× faster than (b). Without CUDA: the same pass at a smaller token count in fp32 (torch kernels), median wall
-time of interleaved repeats; no memory figures (PyTorch keeps no CPU allocator statistics).
+time of interleaved repeats; memory = peak RSS of one pass in a fresh process minus that of building the inputs.
 
     python benchmarks/layer_mix_bench.py [--layers 12 --batch 256 --seq 128 --width 768 --dtype bf16]
 """
@@ -26,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import header, row  # noqa: E402
+from _common import header, peak_rss_of, row  # noqa: E402
+
+VARIANTS = {"a": "(a) eager loop (ELC-BERT)", "b": "(b) stack + tensordot", "bertkit": "bertkit"}
 
 
 def make_inputs(torch, layers, tokens, width, dtype, device):
@@ -165,9 +167,25 @@ def cpu(args) -> None:
             fn()
             samples[name].append((time.perf_counter() - t0) * 1e3)
     times = {name: statistics.median(s) for name, s in samples.items()}
+    # peak memory: each variant's pass in a fresh process, peak RSS minus that of a process that only builds inputs
+    command = [sys.executable, __file__, "--layers", str(args.layers), "--seq", str(args.seq)]
+    command += ["--width", str(args.width), "--cpu-batch", str(args.cpu_batch), "--only"]
+    baseline = peak_rss_of([*command, "none"])[1]
+    peaks = {name: peak_rss_of([*command, key])[1] - baseline for key, name in VARIANTS.items()}
     threads = torch.get_num_threads()
     title = f"CPU layer mixing pass, {args.layers} layers, {args.cpu_batch}×{args.seq} tokens, d = {args.width}, fp32"
-    report(f"{title}, {threads} threads (median of {args.repeats})", times, None, on_gpu=False)
+    report(f"{title}, {threads} threads (median of {args.repeats}; memory: peak RSS above inputs)", times, peaks,
+           on_gpu=False)  # fmt: skip
+
+
+def only(args) -> None:
+    """One pass of one variant on CPU (or none: inputs only), for the peak-RSS measurement."""
+    import torch
+
+    tokens = args.cpu_batch * args.seq
+    h0, logits, seed = make_inputs(torch, args.layers, tokens, args.width, torch.float32, "cpu")
+    if args.only != "none":
+        variants(torch, h0, logits, seed, impl="torch")[VARIANTS[args.only]]()
 
 
 def main() -> None:
@@ -179,10 +197,13 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpu-batch", type=int, default=16, help="batch on CPU (tokens = cpu_batch × seq)")
+    parser.add_argument("--only", choices=[*VARIANTS, "none"], help=argparse.SUPPRESS)  # internal: peak RSS runs
     args = parser.parse_args()
     import torch
 
-    if torch.cuda.is_available():
+    if args.only:
+        only(args)
+    elif torch.cuda.is_available():
         gpu(args)
     else:
         cpu(args)

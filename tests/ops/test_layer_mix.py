@@ -103,8 +103,9 @@ ODD_SHAPES = [
     (13, 12, (37, 65)),
     (2, 1, (4, 5, 6)),
     (40, 33, (3, 17)),
+    (3, 2, (0, 8)),
 ]
-ODD_IDS = ["1token-n1", "d1023-n3", "3x1023-n2", "L13-n12", "3d", "n33"]
+ODD_IDS = ["1token-n1", "d1023-n3", "3x1023-n2", "L13-n12", "3d", "n33", "0tokens"]
 
 
 @pytest.mark.parametrize(("layers", "n", "shape"), ODD_SHAPES, ids=ODD_IDS)
