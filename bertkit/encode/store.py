@@ -41,7 +41,7 @@ DTYPE = "float16"
 DEFAULT_SHARD_CHUNKS = 1 << 16
 
 # Plan keys that must agree between the processes and sessions writing one store.
-_PLAN_KEYS = ("format", "version", "dataset", "encoder_key", "dtype", "shard_chunks", "shards")
+_PLAN_KEYS = ("format", "version", "dataset_key", "encoder_key", "dtype", "shard_chunks", "shards")
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -298,7 +298,13 @@ def _prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> bool:
                 f"{out}: holds embeddings of another encode ({', '.join(diff)} differ); use --overwrite or a new --out"
             )
         return (out / MANIFEST).is_file()
-    if out.exists() and any(out.iterdir()):
+    # what a concurrent `--shard` process starting on the same directory may already have created is not foreign
+    foreign = (
+        [p for p in out.iterdir() if p.name != SHARD_DIR and not p.name.startswith(f"{PLAN}.tmp-")]
+        if out.exists()
+        else []
+    )
+    if foreign:
         raise DatasetExistsError(f"{out}: exists and is not empty (not an embedding store); use --overwrite")
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(plan_path, _json_bytes(plan))
@@ -362,18 +368,20 @@ def encode_dataset(
     import xxhash
 
     identity = enc.identity()
+    dataset_identity = {
+        "path": str(dataset.resolve()),
+        "manifest_xxh3": xxhash.xxh3_64_hexdigest((dataset / MANIFEST).read_bytes()),
+        "chunk_size": chunk_size,
+        "documents": n_docs,
+        "chunks": n_chunks,
+        "tokenizer": {k: data_manifest.tokenizer.get(k) for k in ("vocab_sha256", "lowercase", "strip_accents")},
+    }
     plan = {
         "format": STORE_FORMAT,
         "version": STORE_VERSION,
-        "dataset": {
-            "path": str(dataset.resolve()),
-            "manifest_xxh3": xxhash.xxh3_64_hexdigest((dataset / MANIFEST).read_bytes()),
-            "chunk_size": chunk_size,
-            "documents": n_docs,
-            "chunks": n_chunks,
-            "tokenizer": {k: data_manifest.tokenizer.get(k) for k in ("vocab_sha256", "lowercase", "strip_accents")},
-        },
+        "dataset": dataset_identity,
         "encoder": identity,
+        "dataset_key": {k: v for k, v in dataset_identity.items() if k != "path"},  # a moved dataset still resumes
         "encoder_key": {k: identity[k] for k in ("checksum", "dim", "pooling", "normalize", "max_seq_length")},
         "dtype": DTYPE,
         "shard_chunks": shard_chunks,
