@@ -1,7 +1,20 @@
 """bertkit: pretrain, compare and evaluate BERT-family encoders.
 
 The Rust extension (`bertkit._core`) prepares corpora into memory-mapped shards; `bertkit.data`
-reads them. The library never imports typer or rich (the CLI in `cli/` does).
+reads them. The library never imports typer or rich (the CLI in `cli/` does). ``bertkit.NextLevelBERT`` (document
+embeddings of a trained NextLevel run) loads on first use, so ``import bertkit`` stays light (no torch).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NextLevelBERT":
+        from bertkit.encode.documents import NextLevelBERT
+
+        return NextLevelBERT
+    raise AttributeError(f"module 'bertkit' has no attribute {name!r}")

@@ -11,13 +11,14 @@ app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family
 
 
 def _register() -> None:
-    from cli import dataset, export, prepare, tokenizer, train
+    from cli import dataset, encode, export, prepare, tokenizer, train
     from cli import eval as eval_cmd
 
     prepare.register(app)
     dataset.register(app)
     tokenizer.register(app)
     train.register(app)
+    encode.register(app)
     eval_cmd.register(app)
     export.register(app)
 

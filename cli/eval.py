@@ -103,3 +103,83 @@ def _colour(example: str) -> str:
         else:
             out.append(escape(part))
     return "".join(out)
+
+
+# ------------------------------------------------------------------------------------------ eval retrieval
+
+
+@eval_app.command(
+    "retrieval",
+    epilog=(
+        "Examples:\n\n"
+        "  bertkit eval retrieval runs/nextlevel --data data/bbc.jsonl --task title     # BBC headline → article\n\n"
+        "  bertkit eval retrieval runs/nextlevel all-MiniLM-L6-v2 --data books.jsonl --task halves --limit 500\n\n"
+        "  bertkit eval retrieval runs/nextlevel --data booksum-chapters.jsonl --task booksum --json"
+    ),
+)
+def retrieval(
+    sources: Annotated[
+        list[str], typer.Argument(help="NextLevel run directories and/or encoders (name or directory).")
+    ],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Task file (.jsonl; .txt for --task halves).")],
+    task: Annotated[
+        str, typer.Option(help="booksum (chapter → summaries) | title (title → text) | halves")
+    ] = "booksum",
+    query_field: Annotated[str | None, typer.Option(help="Field of the queries (default: by task).")] = None,
+    target_field: Annotated[str | None, typer.Option(help="Field of the targets (default: by task).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N queries.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Cut-off of hit@k, mrr@k, map@k.")] = 10,
+    baseline: Annotated[
+        bool, typer.Option("--baseline/--no-baseline", help="Add each run's encoder (mean of chunk embeddings).")
+    ] = True,
+    chunk_size: Annotated[
+        int | None, typer.Option(help="Chunk tokens of encoder sources given directly (default 256; 0 = sentences).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    batch_size: Annotated[int | None, typer.Option(help="Chunks per encoder batch.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the result as JSON here.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Zero-shot retrieval as NextLevelBERT's BookSum evaluation: embed queries and targets, rank by cosine,
+    report MRR, MAP and Hit@k of every source side by side (each run beside its encoder's mean-pooled baseline)."""
+    import json
+
+    from bertkit.eval.retrieval import evaluate_retrieval, load_task
+
+    with user_errors():
+        loaded = load_task(data, task, query_field=query_field, target_field=target_field, limit=limit)
+        console.print(
+            f"{task}: {len(loaded.queries):,} queries, {len(loaded.targets):,} targets from {escape(str(data))}",
+            highlight=False,
+        )
+        result = evaluate_retrieval(
+            sources,
+            loaded,
+            k=k,
+            baseline=baseline,
+            chunk_size=chunk_size,
+            device=device,
+            batch_size=batch_size,
+            on_progress=lambda label, done, total: console.print(
+                f"  {escape(label)}: {done:,}/{total:,} texts", style="dim", highlight=False
+            ),
+        )
+        if out is not None:
+            out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    _print_retrieval(result)
+
+
+def _print_retrieval(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    k = result["k"]
+    table = Table(title=f"retrieval ({result['task']}): {result['queries']:,} queries", title_justify="left")
+    table.add_column("source")
+    for name in ("MRR", "MAP", "Hit@1", f"Hit@{k}", f"MRR@{k}", f"MAP@{k}"):
+        table.add_column(name, justify="right")
+    for label, m in result["results"].items():
+        values = (m["mrr"], m["map"], m["hit@1"], m[f"hit@{k}"], m[f"mrr@{k}"], m[f"map@{k}"])
+        table.add_row(escape(label), *(f"{v:.4f}" for v in values))
+    console.print(table)

@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
             "  bertkit train --arch bert --preset tiny --data data/ds --out runs/tiny --max-steps 200\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml --resume\n\n"
-            "  torchrun --nproc_per_node=8 -m cli train --data data/ds --out runs/base --config run.toml"
+            "  torchrun --nproc_per_node=8 -m cli train --data data/ds --out runs/base --config run.toml\n\n"
+            "  bertkit train --arch nextlevel --preset minilm --data data/books-emb --out runs/nl --seq-len 512"
         ),
     )(train)
 
@@ -57,7 +58,10 @@ def train(
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0 = at the end).")] = None,
     log_every: Annotated[int | None, typer.Option(help="Metrics record every N steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of init, data order and masking.")] = None,
-    init_from: Annotated[Path | None, typer.Option(help="Start from a Hugging Face BERT directory.")] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Start from a Hugging Face BERT directory (nextlevel: the encoder whose layers it takes)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

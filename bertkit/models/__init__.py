@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from bertkit.exceptions import ConfigError
-from bertkit.models import bert
+from bertkit.models import bert, nextlevel
 from bertkit.models.base import (
     Architecture,
     ModelConfig,
@@ -42,6 +42,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         sequence_classification_class=bert.BertForSequenceClassification,
         token_classification_class=bert.BertForTokenClassification,
         description="BERT (post-LN, MLM + NSP heads); parameter names of Hugging Face's BertForPreTraining",
+    ),
+    "nextlevel": Architecture(
+        name="nextlevel",
+        config_class=nextlevel.NextLevelConfig,
+        pretraining_class=nextlevel.NextLevelForPreTraining,
+        presets=nextlevel.PRESETS,
+        description="NextLevelBERT: masked-chunk prediction over sentence-transformers chunk embeddings",
+        data_kind="embeddings",
     ),
 }
 

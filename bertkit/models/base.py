@@ -168,6 +168,9 @@ class Architecture:
     token_classification_class: type[torch.nn.Module] | None = None
     """``cls(config, num_labels)`` for token classification (NER), when the architecture has one."""
     description: str = ""
+    data_kind: str = "tokens"
+    """What the trainer feeds it: ``tokens`` (a prepared dataset; the batch contract above) or ``embeddings`` (a
+    chunk-embedding store of ``bertkit encode``; batches of chunk vectors, see ``bertkit.models.nextlevel``)."""
 
     def preset_names(self) -> list[str]:
         return list(self.presets)

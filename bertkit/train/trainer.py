@@ -130,7 +130,24 @@ def _check_run_dir(out: str) -> Path:
 
 def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, info: DistInfo) -> Any:
     from bertkit.data.loader import PretrainingData
+    from bertkit.models import get_architecture
 
+    if get_architecture(config.arch).data_kind == "embeddings":  # an embedding store of `bertkit encode`
+        from bertkit.encode.blocks import ChunkBlocks
+
+        if not config.data:
+            raise ConfigError("no embedding store: set data (--data) to the output of `bertkit encode`")
+        return ChunkBlocks(
+            config.data,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            seed=config.seed,
+            split=split,
+            eval_fraction=config.eval_fraction,
+            rank=info.rank,
+            world_size=info.world_size,
+            drop_last=split == "train" or info.world_size > 1,
+        )
     if not config.data:
         raise ConfigError("no dataset: set data (--data)")
     root = Path(config.data)
@@ -168,7 +185,11 @@ def _build_model(config: TrainConfig, data: Any) -> tuple[torch.nn.Module, Any, 
     arch = get_architecture(config.arch)
     overrides = dict(config.model)
     field_names = arch.config_class.field_names()
-    if config.init_from:
+    if arch.data_kind == "embeddings":  # the store decides the input dimension; init_from names an encoder
+        torch.manual_seed(config.seed)
+        model = arch.pretraining_class.for_data(data, config.preset, overrides, init_from=config.init_from)
+        model_config = model.config
+    elif config.init_from:
         if arch.name != "bert":
             raise ConfigError(f"init_from loads Hugging Face BERT checkpoints; arch is {arch.name!r}")
         from bertkit.export.hf import init_from_hf
@@ -246,6 +267,10 @@ class _Batcher:
         if self.pin:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=True)
+
+    def units(self, batch: Mapping[str, np.ndarray]) -> int:
+        """Input tokens of the batch (throughput is counted in these)."""
+        return int(batch["input_ids"].size)
 
     def __call__(self, batch: Mapping[str, np.ndarray], seed: int) -> dict[str, torch.Tensor | None]:
         from bertkit.data.masking import mask_tokens
@@ -341,6 +366,17 @@ def evaluate(
         result["nsp_loss"] = s[3] / s[4]
         result["nsp_accuracy"] = s[5] / s[4]
     return result
+
+
+def _make_batcher(config: TrainConfig, data: Any, device: torch.device) -> Any:
+    """The batcher for the architecture's data kind: token masking, or chunk masking for embedding stores."""
+    from bertkit.models import get_architecture
+
+    if get_architecture(config.arch).data_kind == "embeddings":
+        from bertkit.models.nextlevel import ChunkBatcher
+
+        return ChunkBatcher(config, data, device)
+    return _Batcher(config, data, device)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -519,7 +555,7 @@ def _train(
         return _Stream(phase, train_data[phase], start)
 
     stream = open_stream(phase_at(step), data_state)
-    batcher = _Batcher(config, data0, device)
+    batcher = _make_batcher(config, data0, device)
     eval_cache: dict[int, Any] = {}
 
     def run_eval() -> dict[str, float]:
@@ -622,7 +658,7 @@ def _train(
                             out = forward_model(**inputs, label_smoothing=config.label_smoothing)
                         scaler.scale(out.loss / A).backward()
                     loss_sum += out.loss.detach().float()
-                    step_tokens += int(batch["input_ids"].size)
+                    step_tokens += batcher.units(batch)
                     head_rows += int(inputs["mlm_positions"].numel())
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)

@@ -1,0 +1,237 @@
+"""Zero-shot retrieval with document embeddings (``bertkit eval retrieval``), as NextLevelBERT's BookSum task.
+
+Every query and every target text is embedded by the same source (a NextLevel run or an encoder: see
+``bertkit.encode.embed_documents``), targets are ranked by cosine similarity to each query, and the ranks of the
+relevant targets give the metrics:
+
+- ``mrr``: mean reciprocal rank of the first relevant target over the full ranking;
+- ``map``: mean average precision over the full ranking (AP = mean over the relevant targets of precision at their
+  rank; with one relevant target per query it equals MRR);
+- ``hit@1``, ``hit@k``: share of queries with a relevant target in the top 1 / k;
+- ``mrr@k``, ``map@k``: the original's figures (``example_usage.py``: torchmetrics' RetrievalMRR / RetrievalMAP over
+  the top-k list only: a relevant target below rank k counts nothing, and AP divides by the relevant targets
+  *found* in the top k).
+
+Tasks (``load_task``): ``booksum`` (JSONL of chapter → summaries: kmfoda/booksum's ``chapter`` / ``summary_text`` or
+ubaada/booksum-complete-cleaned's ``text`` / ``summary`` list; queries are chapters, targets summaries, as in the
+paper), ``title`` (JSONL ``title`` → ``text``: e.g. BBC headline → article) and ``halves`` (first half of a
+document's sentences → its second half).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertkit.exceptions import ConfigError, InputError
+
+__all__ = ["TASKS", "RetrievalTask", "evaluate_retrieval", "load_task", "retrieval_metrics"]
+
+TASKS = ("booksum", "title", "halves")
+
+
+def retrieval_metrics(scores: np.ndarray, relevant: Sequence[Sequence[int]], k: int = 10) -> dict[str, float]:
+    """Metrics of a ``[queries, targets]`` score matrix (higher = more similar) given each query's relevant target
+    indices; ties are broken by target index. See the module docstring for the definitions."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[0] != len(relevant):
+        raise ConfigError(f"scores must be [queries, targets] with one relevance list per query, got {scores.shape}")
+    if not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    Q, D = scores.shape
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rank_of = np.empty_like(order)
+    rank_of[np.arange(Q)[:, None], order] = np.arange(1, D + 1)[None, :]
+    sums = dict.fromkeys(("mrr", "map", "hit@1", f"hit@{k}", f"mrr@{k}", f"map@{k}"), 0.0)
+    for q, rel in enumerate(relevant):
+        targets = sorted(set(int(t) for t in rel))
+        if not targets or targets[0] < 0 or targets[-1] >= D:
+            raise ConfigError(f"query {q}: relevant targets {list(rel)} must be non-empty indices into {D} targets")
+        ranks = np.sort(rank_of[q, targets])
+        precision = np.arange(1, len(ranks) + 1) / ranks
+        sums["mrr"] += 1.0 / ranks[0]
+        sums["map"] += precision.mean()
+        sums["hit@1"] += float(ranks[0] == 1)
+        top = ranks <= k
+        sums[f"hit@{k}"] += float(top.any())
+        sums[f"mrr@{k}"] += 1.0 / ranks[0] if top[0] else 0.0
+        sums[f"map@{k}"] += precision[top].mean() if top.any() else 0.0
+    out = {name: value / max(Q, 1) for name, value in sums.items()}
+    out.update(queries=Q, targets=D)
+    return out
+
+
+@dataclass
+class RetrievalTask:
+    """Queries, targets and which targets each query should find."""
+
+    name: str
+    queries: list[str]
+    targets: list[str]
+    relevant: list[list[int]]
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise InputError(f"{path}:{n}: invalid JSON ({e})") from None
+            if not isinstance(record, dict):
+                raise InputError(f"{path}:{n}: expected a JSON object")
+            out.append(record)
+    if not out:
+        raise ConfigError(f"{path}: no records")
+    return out
+
+
+def _texts(value: Any, where: str) -> list[str]:
+    """A field holding a text, a list of texts or a list of {"text": ...} objects (booksum-complete-cleaned)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            text = v.get("text") if isinstance(v, dict) else v
+            if not isinstance(text, str):
+                raise InputError(f"{where}: expected texts, found {type(text).__name__}")
+            out.append(text)
+        return out
+    raise InputError(f"{where}: expected a text or a list of texts, found {type(value).__name__}")
+
+
+def _documents(path: Path, text_field: str) -> list[str]:
+    if path.suffix == ".jsonl":
+        return [_texts(r.get(text_field), f"{path}: field {text_field!r}")[0] for r in _records(path)]
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    blocks = path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n\n")
+    return [b.strip() for b in blocks if b.strip()]
+
+
+def load_task(
+    path: str | os.PathLike[str],
+    task: str = "booksum",
+    *,
+    query_field: str | None = None,
+    target_field: str | None = None,
+    limit: int | None = None,
+) -> RetrievalTask:
+    """Read a retrieval task from a file (see the module docstring); ``limit`` keeps the first N queries. Queries
+    and targets are deduplicated by text (a chapter listed once per summary becomes one query)."""
+    path = Path(path)
+    if task not in TASKS:
+        raise ConfigError(f"unknown retrieval task {task!r} (one of {', '.join(TASKS)})")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    pairs: list[tuple[str, list[str]]] = []
+    if task == "halves":
+        from bertkit import _core
+
+        for text in _documents(path, query_field or "text"):
+            sentences = _core.split_sentences(text, "rules")
+            if len(sentences) >= 2:
+                half = len(sentences) // 2
+                pairs.append((" ".join(sentences[:half]), [" ".join(sentences[half:])]))
+    else:
+        records = _records(path)
+        if task == "title":
+            qf, tf = query_field or "title", target_field or "text"
+        else:
+            first = records[0]
+            qf = query_field or ("chapter" if "chapter" in first else "text")
+            tf = target_field or ("summary_text" if "summary_text" in first else "summary")
+        for n, r in enumerate(records, 1):
+            if qf not in r or tf not in r:
+                raise InputError(f"{path}: record {n} lacks the field {qf if qf not in r else tf!r} ({task} task)")
+            pairs.append((_texts(r[qf], f"{path}: record {n} {qf!r}")[0], _texts(r[tf], f"{path}: record {n} {tf!r}")))
+    queries: dict[str, set[str]] = {}
+    for q, ts in pairs:
+        if q.strip() and any(t.strip() for t in ts):
+            queries.setdefault(q, set()).update(t for t in ts if t.strip())
+    items = list(queries.items())[:limit]
+    if not items:
+        raise ConfigError(f"{path}: no (query, target) pairs for the {task} task")
+    targets: dict[str, int] = {}
+    relevant = []
+    for _, ts in items:
+        relevant.append(sorted(targets.setdefault(t, len(targets)) for t in sorted(ts)))
+    return RetrievalTask(task, [q for q, _ in items], list(targets), relevant)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def evaluate_retrieval(
+    sources: Sequence[str | os.PathLike[str]],
+    task: RetrievalTask,
+    *,
+    k: int = 10,
+    baseline: bool = True,
+    chunk_size: int | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Metrics of every source on ``task``, side by side. With ``baseline``, each NextLevel run's own encoder is
+    added (mean of chunk embeddings, the run's chunk size): the baseline it must beat. ``chunk_size`` applies to the
+    encoder sources given directly (default 256). ``on_progress(label, done, total)`` counts embedded texts."""
+    from bertkit.encode.documents import embed_documents, is_run
+
+    if not sources:
+        raise ConfigError("no source to evaluate (a NextLevel run or an encoder)")
+    plan: list[tuple[str, str, int | None]] = []  # label, source, chunk size
+    for s in sources:
+        source = os.fspath(s)
+        if is_run(source):
+            plan.append((source, source, None))
+            if baseline:
+                encoder, size = _run_encoder(source)
+                label = f"{encoder} (mean of chunks, {size or 'sentence'} chunking)"
+                if all(label != p[0] for p in plan):
+                    plan.append((label, encoder, size))
+        else:
+            size = 256 if chunk_size is None else chunk_size
+            plan.append((f"{source} (mean of chunks, {size or 'sentence'} chunking)", source, size))
+    texts = task.queries + task.targets
+    results = {}
+    for label, source, size in plan:
+
+        def progress(done: int, total: int, label: str = label) -> None:
+            if on_progress is not None:
+                on_progress(label, done, total)
+
+        vectors = _normalise(
+            embed_documents(source, texts, device=device, batch_size=batch_size, chunk_size=size, on_progress=progress)
+        )
+        q, t = vectors[: len(task.queries)], vectors[len(task.queries) :]
+        results[label] = retrieval_metrics(q @ t.T, task.relevant, k=k)
+    return {"task": task.name, "queries": len(task.queries), "targets": len(task.targets), "k": k, "results": results}
+
+
+def _run_encoder(run: str) -> tuple[str, int]:
+    """The encoder and chunk size a NextLevel run was trained with (from its newest checkpoint)."""
+    from bertkit.exceptions import FormatError
+    from bertkit.train import checkpoint as ckpt_lib
+
+    path = Path(run)
+    ckpt = path if (path / "meta.json").is_file() else ckpt_lib.latest(path)
+    if ckpt is None:
+        raise FormatError(f"{path}: no complete checkpoint")
+    config = ckpt_lib.read_meta(ckpt).get("model_config", {})
+    if not config.get("encoder"):
+        raise ConfigError(f"{ckpt}: not a NextLevel checkpoint with a recorded encoder")
+    return str(config["encoder"]), int(config.get("chunk_size", 256))
