@@ -44,9 +44,21 @@ def dataset(tmp_path_factory) -> Path:
 
 def elc_config(dataset: Path, out: Path, **kw) -> TrainConfig:
     return tiny_train_config(
-        dataset, out, **{"arch": "elc-bert", "batch_size": 8, "max_steps": 6, "lr": 2e-3, "warmup": 1,
-                         "eval_every": 0, "eval_batches": 2, "checkpoint_every": 0, "log_every": 1, **kw}
-    )  # fmt: skip
+        dataset,
+        out,
+        **{
+            "arch": "elc-bert",
+            "batch_size": 8,
+            "max_steps": 6,
+            "lr": 2e-3,
+            "warmup": 1,
+            "eval_every": 0,
+            "eval_batches": 2,
+            "checkpoint_every": 0,
+            "log_every": 1,
+            **kw,
+        },
+    )
 
 
 def records(run: Path, kind: str) -> list[dict]:
@@ -66,8 +78,9 @@ def test_short_p_cuts_rows_like_the_original_and_keeps_the_others(corpus):
         if rows >= 600:
             break
         assert "attention_mask" not in a and b["attention_mask"].shape == b["input_ids"].shape
-        for x, y, m, special in zip(a["input_ids"], b["input_ids"], b["attention_mask"], b["special_tokens_mask"],
-                                    strict=True):  # fmt: skip
+        for x, y, m, special in zip(
+            a["input_ids"], b["input_ids"], b["attention_mask"], b["special_tokens_mask"], strict=True
+        ):
             rows += 1
             n = int(m.sum())
             if n == L:
@@ -145,7 +158,13 @@ def test_the_small_recipe_file():
     c = TrainConfig.from_toml(ROOT / "configs" / "elc-bert-small.toml")
     assert (c.arch, c.preset, c.model) == ("elc-bert", "small", {"variant": "zero"})
     assert (c.optimizer, c.lr, c.betas, c.eps, c.weight_decay, c.lamb_trust_ratio) == (
-        "lamb", 1e-2, [0.9, 0.98], 1e-6, 0.1, "elc-faithful")  # fmt: skip
+        "lamb",
+        1e-2,
+        [0.9, 0.98],
+        1e-6,
+        0.1,
+        "elc-faithful",
+    )
     assert (c.schedule, c.warmup_steps(), c.min_lr_ratio, c.clip, c.decay_embeddings) == (
         "cosine",
         250,
@@ -154,7 +173,13 @@ def test_the_small_recipe_file():
         False,
     )
     assert (c.masking, c.mask_count, c.span_lengths, c.max_span, c.keep_p, c.short_p) == (
-        "span", "binomial", "truncated", 9, 0.1, 0.1)  # fmt: skip
+        "span",
+        "binomial",
+        "truncated",
+        9,
+        0.1,
+        0.1,
+    )
     assert c.resolved_phases()[1] == Phase(pytest.approx(0.1), 512, 64)
 
 
@@ -163,11 +188,26 @@ def test_the_small_recipe_file():
 
 def test_elc_run_switches_length_cuts_rows_masks_spans_and_resumes_exactly(dataset, tmp_path):
     kw = dict(
-        model={"variant": "weighted_output"}, seq_len=16, batch_size=8, long_after=0.5, short_p=0.3,
-        masking="span", mask_count="binomial", span_lengths="truncated", max_span=9, keep_p=0.1,
-        random_exclude_special=True, optimizer="lamb", lamb_trust_ratio="elc-faithful", weight_decay=0.1,
-        decay_embeddings=False, schedule="cosine", min_lr_ratio=0.1, label_smoothing=0.1, max_steps=6,
-    )  # fmt: skip
+        model={"variant": "weighted_output"},
+        seq_len=16,
+        batch_size=8,
+        long_after=0.5,
+        short_p=0.3,
+        masking="span",
+        mask_count="binomial",
+        span_lengths="truncated",
+        max_span=9,
+        keep_p=0.1,
+        random_exclude_special=True,
+        optimizer="lamb",
+        lamb_trust_ratio="elc-faithful",
+        weight_decay=0.1,
+        decay_embeddings=False,
+        schedule="cosine",
+        min_lr_ratio=0.1,
+        label_smoothing=0.1,
+        max_steps=6,
+    )
     straight = train(elc_config(dataset, tmp_path / "a", **kw))
     assert straight.step == 6 and straight.final_loss is not None
     assert [r["seq_len"] for r in records(tmp_path / "a", "train")] == [16] * 3 + [64] * 3
@@ -189,10 +229,35 @@ def test_elc_run_switches_length_cuts_rows_masks_spans_and_resumes_exactly(datas
 def test_cli_run_checkpoint_resume_and_eval_mlm(dataset, tmp_path):
     run_file = tmp_path / "run.toml"
     run_file.write_text('eval_fraction = 0.1\ntensorboard = false\nplot = false\n[model]\nvariant = "normalized"\n')
-    args = ["train", "--arch", "elc-bert", "--preset", "tiny", "--config", str(run_file), "--model", "variant=base",
-            "--model", "hidden_dropout_prob=0.0", "--data", str(dataset), "--out", str(tmp_path / "run"),
-            "--max-steps", "3", "--batch-size", "4", "--seq-len", "32", "--device", "cpu", "--eval-every", "3",
-            "--checkpoint-every", "2"]  # fmt: skip
+    args = [
+        "train",
+        "--arch",
+        "elc-bert",
+        "--preset",
+        "tiny",
+        "--config",
+        str(run_file),
+        "--model",
+        "variant=base",
+        "--model",
+        "hidden_dropout_prob=0.0",
+        "--data",
+        str(dataset),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--device",
+        "cpu",
+        "--eval-every",
+        "3",
+        "--checkpoint-every",
+        "2",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "eval MLM loss" in result.output
@@ -250,9 +315,29 @@ def test_resuming_a_checkpoint_of_another_architecture_is_refused(dataset, tmp_p
     train(tiny_train_config(dataset, tmp_path / "run", arch="bert", batch_size=8, max_steps=2, eval_every=0))
     with pytest.raises(ConfigError, match="checkpoint of architecture 'bert', but this run is 'elc-bert'"):
         train(elc_config(dataset, tmp_path / "run", max_steps=2), resume=True)
-    result = runner.invoke(app, ["train", "--arch", "ltg-bert", "--preset", "tiny", "--data", str(dataset), "--out",
-                                 str(tmp_path / "run"), "--seq-len", "32", "--batch-size", "8", "--max-steps", "2",
-                                 "--device", "cpu", "--resume"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--arch",
+            "ltg-bert",
+            "--preset",
+            "tiny",
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "run"),
+            "--seq-len",
+            "32",
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "2",
+            "--device",
+            "cpu",
+            "--resume",
+        ],
+    )
     assert result.exit_code == 1 and "architecture 'bert', but this run is 'ltg-bert'" in result.output
 
 
@@ -265,3 +350,33 @@ def test_eval_mlm_of_a_checkpoint_whose_weights_are_another_architecture(dataset
         evaluate_mlm(tmp_path / "ltg", write=False)
     result = runner.invoke(app, ["eval", "mlm", str(tmp_path / "ltg")])
     assert result.exit_code == 1 and "does not fit ltg-bert" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_fsdp_two_ranks_equal_one_rank_with_accumulation(dataset, tmp_path):
+    """FSDP2 shards every encoder layer: each layer mixes inside its own forward, where its logits are gathered."""
+    import os
+    import subprocess
+    import sys
+
+    from test_train_distributed import SCRIPT
+
+    kw = dict(
+        model={"variant": "weighted_output", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+        max_steps=2,
+        batch_size=4,
+    )
+    single = train(elc_config(dataset, tmp_path / "one", grad_accum=2, **kw))
+    cfg_path = tmp_path / "two.json"
+    cfg_path.write_text(json.dumps(elc_config(dataset, tmp_path / "two", fsdp=True, **kw).to_dict()))
+    (tmp_path / "worker.py").write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(tmp_path / "worker.py"), str(cfg_path), str(tmp_path / "result")]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((tmp_path / "result.rank0").read_text())["loss"] == pytest.approx(single.final_loss, rel=1e-5)
+    a = torch.load(single.checkpoint / "model.pt", weights_only=True)
+    b = torch.load(ck.latest(tmp_path / "two") / "model.pt", weights_only=True)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)

@@ -339,13 +339,20 @@ class EncoderLayer(nn.Module):
             self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, elementwise_affine=False)
 
     def forward(
-        self, x: torch.Tensor, relative: torch.Tensor, index: torch.Tensor, keep: torch.Tensor | None
+        self,
+        hidden: torch.Tensor | LayerOutputs,
+        relative: torch.Tensor,
+        index: torch.Tensor,
+        keep: torch.Tensor | None,
     ) -> torch.Tensor:
-        """LTG-BERT: the next residual stream. ELC-BERT: the layer output hₙ for the mixed input ``x`` = xₙ."""
-        a = self.attention(x, relative, index, keep)
+        """LTG-BERT: ``hidden`` is the residual stream, the result its next value. ELC-BERT: ``hidden`` holds the
+        outputs h_0 … h_{n-1} of the earlier layers; the layer mixes them with its own logits into xₙ (here, inside
+        ``forward``, where FSDP has this layer's parameters gathered) and returns hₙ."""
         if self.variant is None:
-            x = x + a
+            x = hidden + self.attention(hidden, relative, index, keep)
             return x + self.mlp(x)
+        x = hidden.mix(self.prev_layer_weights)
+        a = self.attention(x, relative, index, keep)
         if self.variant == "base":
             return a + self.mlp(a)
         h = a + self.mlp(x + a)
@@ -379,7 +386,7 @@ class Encoder(nn.Module):
         outputs = LayerOutputs(len(self.layers) + 1)
         outputs.append(x)
         for layer in self.layers:
-            outputs.append(layer(outputs.mix(layer.prev_layer_weights), relative, index, keep))
+            outputs.append(layer(outputs, relative, index, keep))
         if self.variant == "weighted_output":
             return outputs.mix(self.prev_layer_weights)
         return outputs[len(outputs) - 1]
