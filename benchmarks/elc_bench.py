@@ -3,11 +3,13 @@
     python benchmarks/elc_bench.py [--repeat 3] [--quality-steps 120] [--skip-quality] [--work DIR]
     python benchmarks/elc_bench.py --cuda-only          # on a GPU machine: base / seq 128 / bf16
 
-Same run, same machine, alternating order within every round; the table shows medians over the rounds.
+Same run, same machine; the models' steps interleave one by one (the order alternates), and the table shows the
+median over rounds of each round's median step.
 
 - Step time: one training step (forward, backward, AdamW step) of `elc-bert` in each variant (base, zero,
   normalized, weighted_output) against `ltg-bert` of the same shape, built from the same seed, on the same masked
-  batches. CPU: 12 layers at width 192 (3 heads, d_ff 512, V 6144), B4×128, fp32. CUDA (when available): the
+  batches. CPU: 12 layers at width 192 (3 heads, d_ff 512, V 6144), B4×128, fp32, timed in process CPU seconds on
+  one thread (`time.process_time`: other jobs on a shared machine barely move it). CUDA (when available): the
   `base` preset (768, 12 layers, V 16384), B128×128, bf16 autocast, fused AdamW. Target: ELC ≤ 1.15× LTG.
   The mixing runs through `bertkit.ops.layer_mix.LayerOutputs` (the plain-PyTorch reference on CPU).
 - Quality: the `tiny` presets of `elc-bert` (variant zero) and `ltg-bert` trained identically on the news corpus
@@ -102,20 +104,24 @@ def step_times(
         optimizers[name].step()
         optimizers[name].zero_grad(set_to_none=True)
 
+    # CPU: the process's CPU time (one thread), which other jobs on the machine barely disturb; CUDA: wall time.
+    clock = time.perf_counter if cuda else time.process_time
     times: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:
+        for i in range(warmup):
+            one_step(name, i)
     for r in range(repeat):
-        order = names if r % 2 == 0 else names[::-1]  # alternate: drifts of the machine hit every model
-        for name in order:
-            for i in range(warmup):
-                one_step(name, i)
-            sync()
-            per_step = []
-            for i in range(steps):
-                t0 = time.perf_counter()
+        per_step: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(steps):  # interleaved step by step: a slow spell of the machine hits every model
+            order = names if (r + i) % 2 == 0 else names[::-1]
+            for name in order:
+                sync()
+                t0 = clock()
                 one_step(name, i)
                 sync()
-                per_step.append(time.perf_counter() - t0)
-            times[name].append(median(per_step))
+                per_step[name].append(clock() - t0)
+        for name in names:
+            times[name].append(median(per_step[name]))
     return times
 
 
