@@ -14,8 +14,9 @@ median over rounds of each round's median step.
   The mixing runs through `bertkit.ops.layer_mix.LayerOutputs` (the plain-PyTorch reference on CPU).
 - Quality: the `tiny` presets of `elc-bert` (variant zero) and `ltg-bert` trained identically on the news corpus
   ($BERTKIT_DATA/news.txt prepared with the bert-base-uncased vocabulary, cached under `--work`): same data order,
-  same masks (the trainer's token masking), AdamW with linear warmup/decay, no dropout, as benchmarks/train_bench.py
-  trains BERT; held-out MLM accuracy side by side. Target: ELC-BERT not below LTG-BERT.
+  same masks (the trainer's token masking), no dropout, AdamW with linear warmup/decay as benchmarks/train_bench.py
+  trains BERT (`--quality-recipe bert`) or the original's LAMB recipe (`--quality-recipe elc`); held-out MLM
+  accuracy side by side. Target: ELC-BERT not below LTG-BERT.
 
 Figures on the shared 2-core CI machine are noisy (other jobs run beside them): quote the medians and the ratio
 measured in the same run, never a single timing. CPU work runs on `--threads` threads (default 1: on a loaded
@@ -143,8 +144,14 @@ def print_step_times(times: dict[str, list[float]], what: str) -> None:
 # ------------------------------------------------------------------------------------------------- quality
 
 
-def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, seed: int, work: Path) -> dict:
-    """Tiny ELC-BERT (zero) and tiny LTG-BERT trained on identical batches; held-out MLM accuracy of each."""
+def quality(
+    steps: int, batch: int, seq_len: int, lr: float | None, eval_batches: int, seed: int, work: Path, recipe: str
+) -> dict:
+    """Tiny ELC-BERT (zero) and tiny LTG-BERT trained on identical batches; held-out MLM accuracy of each.
+
+    ``recipe``: ``bert`` (train_bench's BERT check: AdamW 2e-3, wd 0.01, linear, 10 % warmup, clip 1.0) or ``elc``
+    (the original's optimiser: LAMB 1e-2 with its trust-ratio quirk, betas (0.9, 0.98), wd 0.1 without decay on
+    embeddings, cosine to 10 % after 1.6 % warmup, clip 2.0)."""
     import torch
     from train_bench import prepared_news
 
@@ -175,17 +182,33 @@ def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, 
     results = {}
     for name, arch, variant in (("ltg-bert", "ltg-bert", None), ("elc-bert zero", "elc-bert", "zero")):
         model = build(arch, variant, "tiny", no_dropout, seed=seed).train()
-        opt = build_optimizer(model, name="adamw", lr=lr, weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
-        )
+        if recipe == "elc":
+            opt = build_optimizer(
+                model,
+                name="lamb",
+                lr=lr or 1e-2,
+                betas=(0.9, 0.98),
+                eps=1e-6,
+                weight_decay=0.1,
+                decay_embeddings=False,
+                trust_ratio="elc-faithful",
+            )
+            schedule = make_lr_lambda(
+                schedule="cosine", warmup=max(1, round(0.016 * steps)), max_steps=steps, min_lr_ratio=0.1
+            )
+            clip = 2.0
+        else:
+            opt = build_optimizer(model, name="adamw", lr=lr or 2e-3, weight_decay=0.01)
+            schedule = make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
+            clip = 1.0
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         torch.manual_seed(seed)
         t0 = time.perf_counter()
         losses = []
         for inputs in train_inputs:
             loss = model(**inputs).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -223,7 +246,13 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--quality-steps", type=int, default=120)
     ap.add_argument("--quality-batch", type=int, default=16)
-    ap.add_argument("--quality-lr", type=float, default=2e-3)
+    ap.add_argument("--quality-lr", type=float, default=None, help="default: 2e-3 (bert recipe), 1e-2 (elc)")
+    ap.add_argument(
+        "--quality-recipe",
+        choices=("bert", "elc"),
+        default="bert",
+        help="bert: as train_bench trains BERT (AdamW); elc: the original's LAMB recipe",
+    )
     ap.add_argument("--quality-eval-batches", type=int, default=20)
     ap.add_argument(
         "--work",
@@ -263,7 +292,7 @@ def main() -> None:
             work=args.work,
         )
         ltg, elc = q["ltg-bert"], q["elc-bert zero"]
-        what = f"tiny, news, {args.quality_steps} steps of B{args.quality_batch}×{args.seq_len}"
+        what = f"tiny, news, {args.quality_steps} steps of B{args.quality_batch}×{args.seq_len}, {args.quality_recipe} recipe"
         row(
             f"held-out MLM accuracy ({what})",
             f"LTG-BERT {100 * ltg['accuracy']:.2f}%",
