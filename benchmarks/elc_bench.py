@@ -290,9 +290,11 @@ def main() -> None:
             args.quality_eval_batches,
             seed=0,
             work=args.work,
+            recipe=args.quality_recipe,
         )
         ltg, elc = q["ltg-bert"], q["elc-bert zero"]
-        what = f"tiny, news, {args.quality_steps} steps of B{args.quality_batch}×{args.seq_len}, {args.quality_recipe} recipe"
+        what = f"tiny, news, {args.quality_steps} steps of B{args.quality_batch}×{args.seq_len}"
+        what += f", {args.quality_recipe} recipe"
         row(
             f"held-out MLM accuracy ({what})",
             f"LTG-BERT {100 * ltg['accuracy']:.2f}%",
