@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,12 +18,31 @@ def register(app: typer.Typer) -> None:
         epilog=(
             "Examples:\n\n"
             "  bertkit train --arch bert --preset tiny --data data/ds --out runs/tiny --max-steps 200\n\n"
+            "  bertkit train --arch elc-bert --preset tiny --model variant=zero --data data/ds --out runs/elc\n\n"
+            "  bertkit train --data data/elc --out runs/elc-small --config configs/elc-bert-small.toml\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml --resume\n\n"
             "  torchrun --nproc_per_node=8 -m cli train --data data/ds --out runs/base --config run.toml\n\n"
             "  bertkit train --arch nextlevel --preset minilm --data data/books-emb --out runs/nl --seq-len 512"
         ),
     )(train)
+
+
+def _model_overrides(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs → model-config overrides; a VALUE that parses as JSON (1e-7, 0.1, true, null) is that
+    value, anything else a string (``variant=zero``)."""
+    from bertkit.exceptions import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model {item!r}: expected KEY=VALUE (e.g. --model variant=zero)")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
 
 
 def _options_to_overrides(**options: Any) -> dict[str, Any]:
@@ -38,6 +58,10 @@ def train(
     ] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture (see bertkit.models.ARCHITECTURES).")] = None,
     preset: Annotated[str | None, typer.Option(help="Model preset: tiny | small | base | large.")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model-config override KEY=VALUE (repeatable), e.g. variant=base."),
+    ] = None,
     view: Annotated[str | None, typer.Option(help="Samples: mlm | nsp | static-nsp | static-mlm.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the run.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per rank per micro-batch.")] = None,
@@ -96,6 +120,8 @@ def train(
         init_from=init_from,
     )
     with user_errors():
+        if model:
+            overrides["model"] = _model_overrides(model)
         if config is not None:
             cfg = TrainConfig.from_toml(config, overrides)
         else:

@@ -8,7 +8,8 @@ Views (`view=`):
 
 - `"mlm"`: packed rows `[CLS] stream[s : s + seq_len - 2] [SEP]` of the document stream (documents joined by
   [SEP]), cut afresh every epoch at an epoch-keyed shift and visited in the epoch's keyed order
-  (`bertkit.data.views.mlm_view`). Rows are always full, so batches carry no `attention_mask`.
+  (`bertkit.data.views.mlm_view`). Rows are always full, so batches carry no `attention_mask`, unless `short_p`
+  is set (below).
 - `"nsp"`: Google's sentence pairs drawn afresh every epoch (`nsp_view(..., epoch=epoch)`), visited in a keyed
   permutation of the pairs for `(seed, epoch)`; rows `[CLS] A [SEP] B [SEP]` padded with [PAD].
 - `"static-nsp"`: the prepared Google instances (already masked): a keyed permutation of the instances per epoch;
@@ -22,6 +23,11 @@ Batch dict (numpy): `input_ids` int64 `[B, T]` (unmasked except for static-nsp),
 continuation pieces), `next_sentence_label` int64 `[B]` (nsp views; 1 = random next), and for static-nsp
 `mlm_positions` int64 `[B * max_pred]` (flat `b * T + t`; padding entries point at 0) and `mlm_labels` int64
 `[B * max_pred]` (-100 padding).
+
+`short_p` (ELC-BERT, mlm and static-mlm views): each row is, with probability `short_p`, cut to its first
+`randint(1, seq_len - 2)` tokens (numpy's `integers(1, seq_len - 2)`, as the original's `torch.randint`), then
+[SEP] and [PAD] to `seq_len`; the draws are keyed by (seed, epoch, sample index), so a resumed run cuts the same
+rows. Such batches always carry `attention_mask` (1 = token), also when no row of the batch was cut.
 
 Held-out split (disjoint from train, independent of the epoch): mlm → rows starting at or beyond
 `floor((1 - eval_fraction) * S)` of the stream of length S are eval, train rows must end before it; nsp → pairs
@@ -60,6 +66,7 @@ MAX_NSP_SEQ_LEN = 65535  # static NSP positions are uint16
 # would visit different samples.
 _NSP_ORDER = 0x4E5350  # "NSP"
 _STATIC_ORDER = 0x535441  # "STA"
+_SHORT_ROWS = 0x53484F  # "SHO"
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class PretrainingData:
         short_seq_prob: float = 0.1,
         fix_quirks: bool = False,
         drop_last: bool = True,
+        short_p: float = 0.0,
     ):
         if view not in VIEWS:
             raise ConfigError(f"unknown view {view!r} (one of {', '.join(VIEWS)})")
@@ -116,6 +124,10 @@ class PretrainingData:
             raise ConfigError(f"need 0 <= rank < world_size, got rank {rank!r} and world_size {world_size!r}")
         if not 0.0 <= short_seq_prob <= 1.0:
             raise ConfigError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
+        if not 0.0 <= short_p <= 1.0:
+            raise ConfigError(f"short_p must be in [0, 1], got {short_p}")
+        if short_p > 0 and view not in ("mlm", "static-mlm"):
+            raise ConfigError(f"short_p shortens packed MLM rows (views mlm, static-mlm), not the {view} view")
 
         self.path = Path(dataset)
         self.view, self.split = view, split
@@ -123,6 +135,8 @@ class PretrainingData:
         self.seed, self.eval_fraction = seed, eval_fraction
         self.rank, self.world_size = rank, world_size
         self.short_seq_prob, self.fix_quirks, self.drop_last = short_seq_prob, fix_quirks, drop_last
+        self.short_p = short_p
+        self._short: dict[int, np.ndarray] = {}  # epoch → kept tokens per sample (0 = the full row)
 
         self._ds = open_dataset(self.path)
         self._read_vocab()
@@ -308,7 +322,7 @@ class PretrainingData:
             for g in range(cursor, n):
                 lo = g * g_size + self.rank * self.batch_size
                 chosen = samples[lo : min(lo + self.batch_size, len(samples))]
-                batch = self._materialise(chosen, epoch)
+                batch = self._materialise(chosen, epoch, lo)
                 if self.split == "train":
                     after = StreamState(epoch, g + 1) if g + 1 < n else StreamState(epoch + 1, 0)
                 else:
@@ -318,13 +332,40 @@ class PretrainingData:
                 return
             epoch, cursor = epoch + 1, 0
 
-    def _materialise(self, chosen: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
-        if self.view == "mlm":
-            ids = np.asarray(self._stream.rows(chosen.astype(np.uint64), self.seq_len), dtype=np.int64)
-            batch = {"input_ids": ids, "token_type_ids": np.zeros_like(ids)}
-        elif self.view == "static-mlm":
-            ids = self._inst.take(chosen).astype(np.int64)
-            batch = {"input_ids": ids, "token_type_ids": np.zeros_like(ids)}
+    def _short_lengths(self, epoch: int) -> np.ndarray:
+        """Per sample of the epoch (visiting order): tokens kept between [CLS] and [SEP], or 0 for a full row."""
+        key = epoch if self.split == "train" else 0
+        if key not in self._short:
+            n = len(self._samples(key))
+            rng = np.random.Generator(np.random.PCG64([self.seed, key, _SHORT_ROWS]))
+            cut = rng.random(n) < self.short_p
+            kept = rng.integers(1, max(2, self.seq_len - 2), n)
+            if len(self._short) >= 2:
+                self._short.pop(min(self._short))
+            self._short[key] = np.where(cut, kept, 0).astype(np.int64)
+        return self._short[key]
+
+    def _shorten(self, ids: np.ndarray, epoch: int, first: int) -> dict[str, np.ndarray]:
+        """Rows ``[CLS] t tokens [SEP] [PAD]...`` where the epoch's draw cuts them; the attention mask."""
+        kept = self._short_lengths(epoch)[first : first + len(ids)][:, None]
+        j = np.arange(ids.shape[1], dtype=np.int64)[None, :]
+        cut = kept > 0
+        ids = np.where(cut & (j == kept + 1), self.sep_id, ids)
+        padding = cut & (j > kept + 1)
+        ids = np.where(padding, self.pad_id, ids)
+        return {"input_ids": ids, "attention_mask": (~padding).astype(np.int64)}
+
+    def _materialise(self, chosen: np.ndarray, epoch: int, first: int) -> dict[str, np.ndarray]:
+        """The batch of samples ``chosen`` (``first``: the index of the first one in the epoch's order)."""
+        if self.view in ("mlm", "static-mlm"):
+            if self.view == "mlm":
+                ids = np.asarray(self._stream.rows(chosen.astype(np.uint64), self.seq_len), dtype=np.int64)
+            else:
+                ids = self._inst.take(chosen).astype(np.int64)
+            batch = {"input_ids": ids}
+            if self.short_p > 0:
+                batch = self._shorten(ids, epoch, first)
+            batch["token_type_ids"] = np.zeros_like(ids)
         elif self.view == "nsp":
             batch = self._nsp_rows(self._nsp_pairs(epoch if self.split == "train" else 0), chosen)
         else:

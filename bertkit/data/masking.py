@@ -11,9 +11,22 @@ its 80/10/10 decision:
   pieces continue it). Whole words are taken in score order until the budget M is spent, so **the last word
   taken may be cut** (only some of its pieces masked): the budget is fixed, words are not.
 - `"span"`: span masking (ELC-BERT); each row is tiled by random spans whose lengths are
-  `min(Geometric(1 / span_mean), max_span)` (so the mean after the cut is slightly below `span_mean`:
-  `(1 - (1 - p) ** max_span) / p` with `p = 1 / span_mean`), and whole spans are taken in score order (the last
-  one may be cut, as for words). Special tokens inside a span are never masked; the rest of the span is.
+  `min(Geometric(1 / span_mean), max_span)` (`span_lengths="clipped"`; the mean after the cut is slightly below
+  `span_mean`: `(1 - (1 - p) ** max_span) / p` with `p = 1 / span_mean`) or Geometric(1 / span_mean) conditioned
+  on `<= max_span` (`span_lengths="truncated"`: ELC-BERT's `Geometric(1/3) % 10` with its empty spans skipped is
+  exactly this law with span_mean 3, max_span 9), and whole spans are taken in score order (the last one may be cut,
+  as for words). Special tokens inside a span are never masked; the rest of the span is.
+
+How many positions (`count`):
+
+- `"fixed"`: exactly M = `num_masked` or `round(rate * B * T)` per batch, the top M scores of the batch.
+- `"binomial"` (ELC-BERT's `SpanMaskingStrategy`; `"token"` and `"span"` only): each row draws its target
+  ~ Binomial(eligible tokens of the row, `rate`) and takes its groups in score order while its count is below the
+  target, so the last group is taken whole (the original's loop overshoots the same way). The output keeps a fixed
+  size M (`num_masked`, or :func:`binomial_capacity`: the expected count plus four standard deviations, overshoot
+  included); entries beyond a batch's count are -100 padding, and in the rare batch whose count exceeds M the
+  lowest-scored picks stay unmasked. ELC-BERT's spans sit at random offsets and may overlap; here they tile the
+  row (no overlaps), which leaves the count law and the per-span replacement as they are.
 
 The 80/10/10 decision (`mask_p` → [MASK], `random_p` → a random id, the rest kept) is drawn per group for `"wwm"`
 and `"span"` (the corrected whole-word behaviour; ELC-BERT decides per span) unless `per_span_replacement=False`,
@@ -26,14 +39,27 @@ label -100 and leave their input unchanged (the model contract: padding entries 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from bertkit.exceptions import ConfigError
 
-__all__ = ["STRATEGIES", "mask_tokens", "random_span_ids", "word_ids"]
+__all__ = [
+    "COUNTS",
+    "SPAN_LENGTHS",
+    "STRATEGIES",
+    "binomial_capacity",
+    "mask_tokens",
+    "random_span_ids",
+    "span_length_pmf",
+    "word_ids",
+]
 
 STRATEGIES = ("token", "wwm", "span")
+COUNTS = ("fixed", "binomial")
+SPAN_LENGTHS = ("clipped", "truncated")
 IGNORE_INDEX = -100
 
 
@@ -42,27 +68,70 @@ def word_ids(word_start: Tensor) -> Tensor:
     return torch.cumsum(word_start.to(torch.int64), dim=1)
 
 
+def span_length_pmf(span_mean: float = 3.0, max_span: int = 10, span_lengths: str = "clipped") -> list[float]:
+    """Probabilities of the span lengths 1 … max_span (index 0 = length 1) of :func:`random_span_ids`."""
+    p = 1.0 / span_mean
+    q = [(1.0 - p) ** (length - 1) * p for length in range(1, max_span + 1)]
+    if span_lengths == "truncated":
+        total = sum(q)
+        return [x / total for x in q]
+    q[-1] = (1.0 - p) ** (max_span - 1)  # clipped: every longer span counts as max_span
+    return q
+
+
+def binomial_capacity(
+    n: int,
+    rows: int,
+    rate: float,
+    *,
+    strategy: str = "token",
+    span_mean: float = 3.0,
+    max_span: int = 10,
+    span_lengths: str = "clipped",
+) -> int:
+    """Output size M of ``count="binomial"`` for ``rows`` rows of ``n`` tokens in all: the mean count plus four
+    standard deviations. A row's count is Binomial(eligible, rate) (at most ``rate * n`` in mean over the batch)
+    plus, for spans, the overshoot O of its last span, taken whole: for a span covering the target the span is
+    length-biased and O is uniform below its length, so ``E[O] = Σ q(l) l (l-1) / 2 / E[L]`` and
+    ``E[O²] = Σ q(l) l (l-1) (2l-1) / 6 / E[L]``."""
+    mean, var = rate * n, rate * (1.0 - rate) * n
+    if strategy == "span":
+        q = span_length_pmf(span_mean, max_span, span_lengths)
+        lengths = range(1, max_span + 1)
+        e_len = sum(ql * length for ql, length in zip(q, lengths, strict=True))
+        e_o = sum(ql * length * (length - 1) / 2 for ql, length in zip(q, lengths, strict=True)) / e_len
+        e_o2 = sum(ql * length * (length - 1) * (2 * length - 1) / 6 for ql, length in zip(q, lengths, strict=True))
+        mean += rows * e_o
+        var += rows * (e_o2 / e_len - e_o * e_o)
+    return min(n, math.ceil(mean + 4.0 * math.sqrt(var)))
+
+
 def random_span_ids(
     shape: tuple[int, int],
     *,
     span_mean: float = 3.0,
     max_span: int = 10,
+    span_lengths: str = "clipped",
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """`[B, T]` int64 span index within each row: rows tiled by consecutive spans of random length.
 
-    Lengths are `min(Geometric(p), max_span)` with `p = 1 / span_mean` (support 1, 2, ...), drawn independently
-    (T draws per row always suffice, since every span covers at least one token).
+    Lengths follow Geometric(p) on {1, 2, ...} with `p = 1 / span_mean`, either clipped at `max_span`
+    (`"clipped"`: `min(Geometric(p), max_span)`) or conditioned on `<= max_span` (`"truncated"`), drawn
+    independently (T draws per row always suffice, since every span covers at least one token).
     """
     B, T = shape
     p = 1.0 / span_mean
     u = torch.rand((B, T), generator=generator, device=device, dtype=torch.float64)
-    # Inverse CDF of the geometric distribution on {1, 2, ...}: ceil(log(1 - u) / log(1 - p)).
     if p >= 1.0:
         lengths = torch.ones((B, T), dtype=torch.int64, device=device)
     else:
-        lengths = torch.ceil(torch.log1p(-u) / torch.log1p(torch.tensor(-p, dtype=torch.float64))).to(torch.int64)
+        log_q = torch.log1p(torch.tensor(-p, dtype=torch.float64))
+        if span_lengths == "truncated":  # inverse CDF of the geometric law restricted to {1, …, max_span}
+            u = u * -torch.expm1(max_span * log_q)
+        # Inverse CDF of the geometric distribution on {1, 2, ...}: ceil(log(1 - u) / log(1 - p)).
+        lengths = torch.ceil(torch.log1p(-u) / log_q).to(torch.int64)
         lengths = lengths.clamp(min=1, max=max_span)
     ends = torch.cumsum(lengths, dim=1)  # exclusive end of span k
     positions = torch.arange(T, device=device, dtype=torch.int64).expand(B, T).contiguous()
@@ -70,10 +139,24 @@ def random_span_ids(
 
 
 def _check_options(
-    strategy: str, rate: float, mask_p: float, random_p: float, span_mean: float, max_span: int, vocab_size: int
+    strategy: str,
+    rate: float,
+    mask_p: float,
+    random_p: float,
+    span_mean: float,
+    max_span: int,
+    vocab_size: int,
+    count: str,
+    span_lengths: str,
 ) -> None:
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown masking strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+    if count not in COUNTS:
+        raise ConfigError(f"unknown masking count {count!r} (one of {', '.join(COUNTS)})")
+    if count == "binomial" and strategy == "wwm":
+        raise ConfigError("count='binomial' is for token and span masking (whole words have no length model)")
+    if span_lengths not in SPAN_LENGTHS:
+        raise ConfigError(f"unknown span_lengths {span_lengths!r} (one of {', '.join(SPAN_LENGTHS)})")
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"masking rate must be in [0, 1], got {rate}")
     if mask_p < 0 or random_p < 0 or mask_p + random_p > 1.0 + 1e-9:
@@ -112,6 +195,26 @@ def _random_ids(
     return ids
 
 
+def _binomial_selection(
+    scores: Tensor, eligible: Tensor, groups: Tensor, rate: float, generator: torch.Generator | None
+) -> Tensor:
+    """`[B, T]` bool: per row, the groups taken in score order while the row's count is below its
+    Binomial(eligible, rate) target (the last one whole). A group is taken when the eligible tokens ranked before
+    its first token number fewer than the target; ineligible positions rank last."""
+    B, T = scores.shape
+    targets = torch.binomial(
+        eligible.sum(dim=1).to(torch.float64),
+        torch.full((B,), float(rate), dtype=torch.float64, device=scores.device),
+        generator=generator,
+    )  # (B,)
+    order = torch.argsort(scores, dim=1, descending=True)
+    ranks = torch.arange(T, device=scores.device).expand(B, T)
+    rank = torch.empty_like(order).scatter_(1, order, ranks)  # rank of each position within its row
+    first = torch.full((B, T + 1), T, dtype=torch.int64, device=scores.device)
+    first = first.scatter_reduce(1, groups, rank, reduce="amin")  # the best rank of each group
+    return eligible & (torch.gather(first, 1, groups).to(torch.float64) < targets[:, None])
+
+
 def mask_tokens(
     input_ids: Tensor,
     special_tokens_mask: Tensor,
@@ -129,17 +232,19 @@ def mask_tokens(
     per_span_replacement: bool | None = None,
     random_ids_low: int = 0,
     random_ids_exclude_special: Tensor | None = None,
+    count: str = "fixed",
+    span_lengths: str = "clipped",
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Mask a `[B, T]` batch; returns `(masked_input_ids [B, T], mlm_positions [M], mlm_labels [M])`.
 
     `special_tokens_mask` (bool `[B, T]`) marks the positions never masked (specials and padding).
     `mlm_positions` are flat indices `b * T + t` in increasing order; `mlm_labels` the original ids there, or
-    -100 for entries beyond the eligible positions. `generator` (on the batch's device) makes it deterministic.
+    -100 for entries beyond the masked positions. `generator` (on the batch's device) makes it deterministic.
     `random_ids_exclude_special` is a 1-D tensor of ids never drawn as random replacements. See the module
-    docstring for the strategies.
+    docstring for the strategies, `count` and `span_lengths`.
     """
-    _check_options(strategy, rate, mask_p, random_p, span_mean, max_span, vocab_size)
+    _check_options(strategy, rate, mask_p, random_p, span_mean, max_span, vocab_size, count, span_lengths)
     if input_ids.dim() != 2 or special_tokens_mask.shape != input_ids.shape:
         raise ConfigError(
             f"input_ids must be [B, T] and special_tokens_mask the same shape, got {tuple(input_ids.shape)} "
@@ -149,7 +254,14 @@ def mask_tokens(
         raise ConfigError(f"random_ids_low ({random_ids_low}) must be in [0, vocab_size={vocab_size})")
     B, T = input_ids.shape
     n = B * T
-    M = round(rate * n) if num_masked is None else int(num_masked)
+    if num_masked is not None:
+        M = int(num_masked)
+    elif count == "binomial":
+        M = binomial_capacity(
+            n, B, rate, strategy=strategy, span_mean=span_mean, max_span=max_span, span_lengths=span_lengths
+        )
+    else:
+        M = round(rate * n)
     if not 0 <= M <= n:
         raise ConfigError(f"num_masked ({M}) must be in [0, B*T = {n}]")
     device = input_ids.device
@@ -163,7 +275,14 @@ def mask_tokens(
             raise ConfigError(f"word_start has shape {tuple(word_start.shape)}, expected {tuple(input_ids.shape)}")
         groups = word_ids(word_start.to(device))
     else:
-        groups = random_span_ids((B, T), span_mean=span_mean, max_span=max_span, generator=generator, device=device)
+        groups = random_span_ids(
+            (B, T),
+            span_mean=span_mean,
+            max_span=max_span,
+            span_lengths=span_lengths,
+            generator=generator,
+            device=device,
+        )
     per_group = strategy != "token" if per_span_replacement is None else bool(per_span_replacement)
 
     # One score per group (float64: ties between groups, which could interleave two cut groups, are negligible).
@@ -172,7 +291,10 @@ def mask_tokens(
     scores = torch.gather(group_scores, 1, groups)
     eligible = ~special_tokens_mask.to(device=device, dtype=torch.bool)
     below = -1.0 - torch.arange(n, device=device, dtype=torch.float64).reshape(B, T) / n
-    scores = torch.where(eligible, scores, below).reshape(-1)
+    scores = torch.where(eligible, scores, below)
+    if count == "binomial":
+        scores = torch.where(_binomial_selection(scores, eligible, groups, rate, generator), scores, below)
+    scores = scores.reshape(-1)
 
     chosen = torch.topk(scores, M, sorted=False).indices
     positions = torch.sort(chosen).values

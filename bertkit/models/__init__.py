@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from bertkit.exceptions import ConfigError
-from bertkit.models import bert, nextlevel
+from bertkit.models import bert, elcbert, nextlevel
 from bertkit.models.base import (
     Architecture,
     ModelConfig,
@@ -42,6 +42,25 @@ ARCHITECTURES: dict[str, Architecture] = {
         sequence_classification_class=bert.BertForSequenceClassification,
         token_classification_class=bert.BertForTokenClassification,
         description="BERT (post-LN, MLM + NSP heads); parameter names of Hugging Face's BertForPreTraining",
+    ),
+    "elc-bert": Architecture(
+        name="elc-bert",
+        config_class=elcbert.ElcBertConfig,
+        pretraining_class=elcbert.ElcBertForPreTraining,
+        presets=elcbert.PRESETS,
+        sequence_classification_class=elcbert.ElcBertForSequenceClassification,
+        token_classification_class=elcbert.ElcBertForTokenClassification,
+        description="ELC-BERT: LTG-BERT whose layers mix all earlier outputs (variant base | zero | normalized | "
+        "weighted_output); MLM only",
+    ),
+    "ltg-bert": Architecture(
+        name="ltg-bert",
+        config_class=elcbert.LtgBertConfig,
+        pretraining_class=elcbert.LtgBertForPreTraining,
+        presets=elcbert.PRESETS,
+        sequence_classification_class=elcbert.LtgBertForSequenceClassification,
+        token_classification_class=elcbert.LtgBertForTokenClassification,
+        description="LTG-BERT: relative-position disentangled attention, GEGLU, NormFormer-style LNs; MLM only",
     ),
     "nextlevel": Architecture(
         name="nextlevel",

@@ -25,7 +25,8 @@ without a host sync per step.
 Besides ``forward``, pretraining models provide ``encode(input_ids, attention_mask, token_type_ids)`` → ``[B, T, d]``
 last hidden states, ``mlm_logits(input_ids, attention_mask, token_type_ids, positions)`` → ``[P, V]`` full logits
 at flat positions (evaluation display, parity tests), ``flops_per_token(seq_len, head_fraction)`` (MFU) and a
-``config`` attribute.
+``config`` attribute. Models without an NSP head set the class attribute ``supports_nsp = False``: the trainer then
+refuses NSP views before training, and ``forward`` refuses ``next_sentence_label`` with a ConfigError.
 
 Fine-tuning contract (``bertkit eval glue | classify | ner`` use only this, for every architecture):
 

@@ -47,6 +47,8 @@ __all__ = ["RESUME_MUTABLE", "Phase", "TrainConfig", "config_diff"]
 
 VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm")
 MASKING = ("token", "wwm", "span")
+MASK_COUNTS = ("fixed", "binomial")
+SPAN_LENGTHS = ("clipped", "truncated")
 OPTIMIZERS = ("adamw", "lamb")
 TRUST_RATIO_MODES = ("standard", "elc-faithful")
 SCHEDULES = ("linear", "cosine", "one-cycle", "constant")
@@ -118,19 +120,37 @@ class TrainConfig:
     """NSP views: correct Google's quirks instead of reproducing them."""
     eval_fraction: float = 0.01
     """Held-out fraction of the dataset for evaluation."""
+    short_p: float = 0.0
+    """mlm / static-mlm training rows: probability of cutting a row to ``randint(1, seq_len - 2)`` tokens, then
+    [SEP] and padding (ELC-BERT's ``short_p``; such batches carry an attention mask). 0 = always full rows."""
+    long_after: float = 0.0
+    """ELC-BERT's sequence-length switch: after this fraction of ``max_steps``, train at ``4 · seq_len`` with
+    ``batch_size // 4`` (two phases; not combined with ``phases``). 0 = off."""
 
     masking: str = "token"
     """Masking strategy: ``token`` (per-token 80/10/10), ``wwm`` (whole words), ``span`` (ELC-BERT spans)."""
     mask_rate: float = 0.15
-    """Fraction of the tokens of a batch that are predicted (a fixed count per batch)."""
+    """Fraction of the tokens that are predicted (ELC-BERT's ``mask_p``): per batch (``mask_count = fixed``) or
+    per row in law (``binomial``)."""
+    mask_count: str = "fixed"
+    """``fixed``: exactly ``round(mask_rate · B · T)`` positions per batch; ``binomial`` (ELC-BERT; token and span
+    masking): each row draws Binomial(its non-special tokens, mask_rate) and takes its last span whole."""
     mask_p: float = 0.8
-    """Chosen positions replaced by [MASK]."""
+    """Chosen positions replaced by [MASK] (ELC-BERT: ``1 - random_p - keep_p``)."""
     random_p: float = 0.1
     """Chosen positions replaced by a random id (the rest, ``1 - mask_p - random_p``, keep the token)."""
+    keep_p: float | None = None
+    """Chosen positions left unchanged (ELC-BERT's ``keep_p``). None = ``1 - mask_p - random_p``; when given,
+    ``mask_p + random_p + keep_p`` must be 1."""
+    random_exclude_special: bool = False
+    """Random replacements never draw the dataset's special tokens (ELC-BERT draws from above its specials)."""
     span_mean: float = 3.0
     """Span masking: mean span length."""
     max_span: int = 10
     """Span masking: longest span."""
+    span_lengths: str = "clipped"
+    """Span masking: ``clipped`` = min(Geometric(1/span_mean), max_span); ``truncated`` = Geometric conditioned on
+    <= max_span (ELC-BERT's ``Geometric(1/3) % 10`` without empty spans: span_mean 3, max_span 9)."""
     label_smoothing: float = 0.0
     """Label smoothing of the MLM cross-entropy."""
 
@@ -225,6 +245,8 @@ class TrainConfig:
             raise ConfigError(f"model must be a table of model-config overrides, got {self.model!r}")
         choice("view", VIEWS)
         choice("masking", MASKING)
+        choice("mask_count", MASK_COUNTS)
+        choice("span_lengths", SPAN_LENGTHS)
         choice("optimizer", OPTIMIZERS)
         choice("lamb_trust_ratio", TRUST_RATIO_MODES)
         choice("schedule", SCHEDULES)
@@ -249,6 +271,23 @@ class TrainConfig:
         number("random_p", 0.0, 1.0)
         if self.mask_p + self.random_p > 1.0 + 1e-9:
             raise ConfigError(f"mask_p + random_p = {self.mask_p + self.random_p} must be <= 1")
+        if self.keep_p is not None:
+            number("keep_p", 0.0, 1.0)
+            total = self.mask_p + self.random_p + self.keep_p
+            if abs(total - 1.0) > 1e-6:
+                raise ConfigError(
+                    f"mask_p ({self.mask_p}) + random_p ({self.random_p}) + keep_p ({self.keep_p}) = {total:g}, not 1: "
+                    f"the three shares of the chosen positions must add up (for keep_p = {self.keep_p} and random_p = "
+                    f"{self.random_p}, set mask_p = {1.0 - self.random_p - self.keep_p:g})"
+                )
+        if self.mask_count == "binomial" and self.masking == "wwm":
+            raise ConfigError("mask_count = 'binomial' works with masking 'token' or 'span', not 'wwm'")
+        number("short_p", 0.0, 1.0)
+        if self.short_p > 0 and self.view not in ("mlm", "static-mlm"):
+            raise ConfigError(f"short_p shortens packed MLM rows (view 'mlm' or 'static-mlm'), not view {self.view!r}")
+        number("long_after", 0.0, 1.0)
+        if self.long_after >= 1.0:
+            raise ConfigError(f"long_after = {self.long_after!r} must be below 1 (the fraction of steps at seq_len)")
         number("span_mean", 1.0, 1e6)
         number("label_smoothing", 0.0, 1.0)
         number("lr", 0.0, 1e3, open_low=True)
@@ -270,7 +309,15 @@ class TrainConfig:
             raise ConfigError(f"warmup = {self.warmup!r}: a float is a fraction of max_steps (<= 1); use an int")
         if self.warmup_steps() > self.max_steps:
             raise ConfigError(f"warmup = {self.warmup!r} is longer than max_steps = {self.max_steps}")
-        for name in ("compile", "fsdp", "tensorboard", "plot", "fix_quirks", "decay_embeddings"):
+        for name in (
+            "compile",
+            "fsdp",
+            "tensorboard",
+            "plot",
+            "fix_quirks",
+            "decay_embeddings",
+            "random_exclude_special",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} = {getattr(self, name)!r} must be true or false")
         self._validate_phases()
@@ -278,6 +325,12 @@ class TrainConfig:
     def _validate_phases(self) -> None:
         if not isinstance(self.phases, list):
             raise ConfigError(f"phases must be a list of {{fraction, seq_len, batch_size}} tables, got {self.phases!r}")
+        if self.long_after > 0 and self.phases:
+            raise ConfigError("long_after and phases both set the sequence-length schedule: give one of them")
+        if self.long_after > 0 and self.batch_size < 4:
+            raise ConfigError(
+                f"long_after needs batch_size >= 4 (batch_size // 4 after the switch), got {self.batch_size}"
+            )
         if not self.phases:
             return
         total = 0.0
@@ -304,7 +357,13 @@ class TrainConfig:
     # ------------------------------------------------------------------------------------------------- derived
 
     def resolved_phases(self) -> list[Phase]:
-        """The phases (one phase of ``seq_len``/``batch_size`` when ``phases`` is empty)."""
+        """The phases (one phase of ``seq_len``/``batch_size`` when ``phases`` is empty; with ``long_after`` two:
+        ``seq_len``/``batch_size``, then ``4 · seq_len``/``batch_size // 4``)."""
+        if self.long_after > 0:
+            return [
+                Phase(float(self.long_after), self.seq_len, self.batch_size),
+                Phase(1.0 - float(self.long_after), 4 * self.seq_len, self.batch_size // 4),
+            ]
         if not self.phases:
             return [Phase(1.0, self.seq_len, self.batch_size)]
         return [Phase(float(p["fraction"]), int(p["seq_len"]), int(p["batch_size"])) for p in self.phases]

@@ -168,6 +168,7 @@ def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, i
         short_seq_prob=config.short_seq_prob,
         fix_quirks=config.fix_quirks,
         drop_last=split == "train" or info.world_size > 1,
+        short_p=config.short_p if split == "train" else 0.0,  # evaluation reads full rows
     )
 
 
@@ -229,6 +230,11 @@ def _build_model(config: TrainConfig, data: Any) -> tuple[torch.nn.Module, Any, 
             )
         torch.manual_seed(config.seed)
         model = arch.pretraining_class(model_config)
+    if config.view in ("nsp", "static-nsp") and not getattr(model, "supports_nsp", True):
+        raise ConfigError(
+            f"architecture {arch.name!r} has no NSP head (it pretrains with MLM only); view {config.view!r} needs one: "
+            "use view = 'mlm' or 'static-mlm'"
+        )
     max_pos = getattr(model_config, "max_position_embeddings", None)
     if max_pos is not None and config.max_seq_len() > max_pos:
         raise ConfigError(
@@ -236,6 +242,16 @@ def _build_model(config: TrainConfig, data: Any) -> tuple[torch.nn.Module, Any, 
             f"(preset {config.preset!r}); lower seq_len or raise max_position_embeddings in [model]"
         )
     return model, model_config, arch.name
+
+
+def _check_model_options(config: TrainConfig) -> None:
+    """ConfigError for an unknown architecture, preset or model option (e.g. an ELC-BERT variant) before the run
+    directory or the data are touched (the vocabulary size is set from the dataset later)."""
+    from bertkit.models import get_architecture
+
+    arch = get_architecture(config.arch)
+    if not config.init_from:
+        arch.make_config(config.preset, **config.model)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -261,6 +277,9 @@ class _Batcher:
         self.vocab_size = int(data.vocab_size)
         self.mask_id = int(data.mask_id)
         self.pin = device.type == "cuda"
+        self.exclude = None
+        if config.random_exclude_special:
+            self.exclude = torch.as_tensor(np.asarray(data.special_ids, dtype=np.int64), device=device)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array))
@@ -303,6 +322,9 @@ class _Batcher:
                 random_p=c.random_p,
                 span_mean=c.span_mean,
                 max_span=c.max_span,
+                span_lengths=c.span_lengths,
+                count=c.mask_count,
+                random_ids_exclude_special=self.exclude,
                 generator=generator,
             )
         return {
@@ -467,6 +489,7 @@ def _train(
 
     notes: list[str] = []
     # ------------------------------------------------------------------ checks before anything heavy
+    _check_model_options(config)
     run_dir = _check_run_dir(config.out)
     autocast_dtype = _autocast_dtype(config, device)
     phases = config.resolved_phases()
