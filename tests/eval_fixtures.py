@@ -123,3 +123,89 @@ def tiny_backbone(seed: int = 0, vocab: list[str] | None = None, tmp: Path | Non
     torch.manual_seed(seed)
     model = build_model("bert", "tiny", vocab_size=len(vocab), max_position_embeddings=64)
     return Backbone(get_architecture("bert"), model.eval(), load_tokenizer(path), "tiny-bert", "model")
+
+
+# ------------------------------------------------------------------------------------------------ a fake architecture
+# Not BERT in any way (a bag of position-tagged embeddings, mean-pooled): evaluation code that works with it works
+# through the registry and the fine-tuning contract alone. It has a sequence head and no token head.
+
+
+def fake_architecture():
+    from dataclasses import dataclass
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from bertkit.models.base import Architecture, ModelConfig, PretrainingOutput, SequenceClassificationOutput
+
+    @dataclass(frozen=True)
+    class BagConfig(ModelConfig):
+        vocab_size: int = 64
+        hidden_size: int = 32
+        max_position_embeddings: int = 128
+        embedding_dropout: float = 0.0
+        pad_token_id: int = 0
+
+    class BagEncoder(nn.Module):
+        def __init__(self, config: BagConfig) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+            self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            self.mix = nn.Linear(config.hidden_size, config.hidden_size)
+            self.dropout = nn.Dropout(config.embedding_dropout)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            return torch.tanh(self.mix(self.dropout(self.embed(input_ids) + self.position(positions))))
+
+    class BagForPreTraining(nn.Module):
+        def __init__(self, config: BagConfig) -> None:
+            super().__init__()
+            self.config = config
+            self.encoder = BagEncoder(config)
+            self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+        def flops_per_token(self, seq_len: int, head_fraction: float = 0.15) -> float:
+            return 1.0
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None, mlm_positions=None, mlm_labels=None,
+                    next_sentence_label=None, *, return_predictions=False, label_smoothing=0.0):  # fmt: skip
+            hidden = self.encoder(input_ids)
+            rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, mlm_positions)
+            logits = rows @ self.encoder.embed.weight.T + self.bias
+            loss = F.cross_entropy(logits, mlm_labels, ignore_index=-100)
+            valid = mlm_labels != -100
+            predicted = logits.argmax(-1)
+            return PretrainingOutput(loss, loss, ((predicted == mlm_labels) & valid).sum(), valid.sum(),
+                                     mlm_predictions=predicted if return_predictions else None)  # fmt: skip
+
+    class BagForSequenceClassification(nn.Module):
+        def __init__(self, config: BagConfig, num_labels: int) -> None:
+            super().__init__()
+            self.config = config
+            self.encoder = BagEncoder(config)
+            self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+            hidden = self.encoder(input_ids)
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            logits = self.classifier(pooled)
+            loss = None
+            if labels is not None:
+                loss = F.mse_loss(logits[:, 0], labels) if logits.shape[1] == 1 else F.cross_entropy(logits, labels)
+            return SequenceClassificationOutput(loss=loss, logits=logits)
+
+        def load_pretrained_encoder(self, model: nn.Module) -> None:
+            self.encoder.load_state_dict(model.encoder.state_dict())
+
+    return Architecture(
+        name="fakebag",
+        config_class=BagConfig,
+        pretraining_class=BagForPreTraining,
+        presets={"tiny": {}},
+        sequence_classification_class=BagForSequenceClassification,
+        token_classification_class=None,
+        description="test-only bag of embeddings",
+    )
