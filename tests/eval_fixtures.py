@@ -20,16 +20,28 @@ _TSV = {
         lambda a, b, y: ["0", "g", "f", "2012", "0", "s", "s", a, b, y],
         None,
     ),
-    "QQP": (["id", "qid1", "qid2", "question1", "question2", "is_duplicate"], lambda a, b, y: ["0", "1", "2", a, b, y],
-            ["0", "1"]),
-    "MNLI": (["index", "promptID", "pairID", "genre", "sentence1", "sentence2", "label1", "gold_label"],
-             lambda a, b, y: ["0", "1", "2", "g", a, b, y, y], ["entailment", "neutral", "contradiction"]),
-    "QNLI": (["index", "question", "sentence", "label"], lambda a, b, y: ["0", a, b, y],
-             ["entailment", "not_entailment"]),
-    "RTE": (["index", "sentence1", "sentence2", "label"], lambda a, b, y: ["0", a, b, y],
-            ["entailment", "not_entailment"]),
+    "QQP": (
+        ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+        lambda a, b, y: ["0", "1", "2", a, b, y],
+        ["0", "1"],
+    ),
+    "MNLI": (
+        ["index", "promptID", "pairID", "genre", "sentence1", "sentence2", "label1", "gold_label"],
+        lambda a, b, y: ["0", "1", "2", "g", a, b, y, y],
+        ["entailment", "neutral", "contradiction"],
+    ),
+    "QNLI": (
+        ["index", "question", "sentence", "label"],
+        lambda a, b, y: ["0", a, b, y],
+        ["entailment", "not_entailment"],
+    ),
+    "RTE": (
+        ["index", "sentence1", "sentence2", "label"],
+        lambda a, b, y: ["0", a, b, y],
+        ["entailment", "not_entailment"],
+    ),
     "WNLI": (["index", "sentence1", "sentence2", "label"], lambda a, b, y: ["0", a, b, y], ["0", "1"]),
-}  # fmt: skip
+}
 SINGLE = {"CoLA", "SST-2"}
 
 
@@ -72,8 +84,12 @@ def write_glue_tsv(root: Path, tasks: list[str] | None = None, n_train: int = 24
     return root
 
 
-HF = {"sst2": ("sentence", None, 2), "rte": ("sentence1", "sentence2", 2), "stsb": ("sentence1", "sentence2", None),
-      "mnli": ("premise", "hypothesis", 3)}  # fmt: skip
+HF = {
+    "sst2": ("sentence", None, 2),
+    "rte": ("sentence1", "sentence2", 2),
+    "stsb": ("sentence1", "sentence2", None),
+    "mnli": ("premise", "hypothesis", 3),
+}
 
 
 def hf_table(task: str, n: int, seed: int, label_offset: int = 0) -> dict[str, list]:
@@ -169,16 +185,31 @@ def fake_architecture():
         def flops_per_token(self, seq_len: int, head_fraction: float = 0.15) -> float:
             return 1.0
 
-        def forward(self, input_ids, attention_mask=None, token_type_ids=None, mlm_positions=None, mlm_labels=None,
-                    next_sentence_label=None, *, return_predictions=False, label_smoothing=0.0):  # fmt: skip
+        def forward(
+            self,
+            input_ids,
+            attention_mask=None,
+            token_type_ids=None,
+            mlm_positions=None,
+            mlm_labels=None,
+            next_sentence_label=None,
+            *,
+            return_predictions=False,
+            label_smoothing=0.0,
+        ):
             hidden = self.encoder(input_ids)
             rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, mlm_positions)
             logits = rows @ self.encoder.embed.weight.T + self.bias
             loss = F.cross_entropy(logits, mlm_labels, ignore_index=-100)
             valid = mlm_labels != -100
             predicted = logits.argmax(-1)
-            return PretrainingOutput(loss, loss, ((predicted == mlm_labels) & valid).sum(), valid.sum(),
-                                     mlm_predictions=predicted if return_predictions else None)  # fmt: skip
+            return PretrainingOutput(
+                loss,
+                loss,
+                ((predicted == mlm_labels) & valid).sum(),
+                valid.sum(),
+                mlm_predictions=predicted if return_predictions else None,
+            )
 
     class BagForSequenceClassification(nn.Module):
         def __init__(self, config: BagConfig, num_labels: int) -> None:

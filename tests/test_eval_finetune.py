@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -110,8 +109,17 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path):
     events_c: list[dict] = []
     a = finetune(backbone, "sequence", 2, train, {"dev": dev}, _score, "accuracy", config, on_progress=events_a.append)
     b = finetune(backbone, "sequence", 2, train, {"dev": dev}, _score, "accuracy", config)
-    c = finetune(backbone, "sequence", 2, train, {"dev": dev}, _score, "accuracy", config.replace(seed=1),
-                 on_progress=events_c.append)  # fmt: skip
+    c = finetune(
+        backbone,
+        "sequence",
+        2,
+        train,
+        {"dev": dev},
+        _score,
+        "accuracy",
+        config.replace(seed=1),
+        on_progress=events_c.append,
+    )
     assert a["history"] == b["history"] and a["metrics"] == b["metrics"] and a["steps"] == 16
     losses = [[e["loss"] for e in events if e["event"] == "step"] for events in (events_a, events_c)]
     assert len(losses[0]) == 16 and losses[0] != losses[1]
@@ -135,15 +143,31 @@ def test_selection_early_stopping_and_regression(tmp_path):
     assert r["steps"] == 8 and r["selected_step"] == 4 and r["metrics"]["dev"]["accuracy"] == 0.7
     # regression (one output): float labels, MSE
     floats = encode_sequences(backbone.tokenizer, texts, None, [float(y) * 5 for y in labels], 32)
-    reg = finetune(backbone, "sequence", 1, floats, {"dev": floats},
-                   lambda p, d: {"mse": -sum((a - b) ** 2 for a, b in zip(p, d.labels, strict=True)) / len(p)},
-                   "mse", FinetuneConfig(lr=1e-3, batch_size=8, epochs=3, **CPU))  # fmt: skip
+    reg = finetune(
+        backbone,
+        "sequence",
+        1,
+        floats,
+        {"dev": floats},
+        lambda p, d: {"mse": -sum((a - b) ** 2 for a, b in zip(p, d.labels, strict=True)) / len(p)},
+        "mse",
+        FinetuneConfig(lr=1e-3, batch_size=8, epochs=3, **CPU),
+    )
     assert reg["history"][-1]["mse"] > reg["history"][0]["mse"]  # the error shrinks
 
 
 def test_config_validation():
-    for bad in ({"lr": 0}, {"batch_size": 0}, {"epochs": 1.5}, {"dropout": 1.0}, {"schedule": "step"},
-                {"select": "first"}, {"truncation": "tail"}, {"device": "tpu"}, {"warmup": -1}):  # fmt: skip
+    for bad in (
+        {"lr": 0},
+        {"batch_size": 0},
+        {"epochs": 1.5},
+        {"dropout": 1.0},
+        {"schedule": "step"},
+        {"select": "first"},
+        {"truncation": "tail"},
+        {"device": "tpu"},
+        {"warmup": -1},
+    ):
         with pytest.raises(ConfigError):
             FinetuneConfig(**bad)
     with pytest.raises(ConfigError, match="unknown fine-tuning option"):
@@ -171,8 +195,9 @@ def test_run_grid_medians_and_reuse():
     assert out["median"]["dev"]["acc"] == pytest.approx(0.8 + 0.11) and len(out["runs"]) == 6
     assert out["median"]["test"]["acc"] == pytest.approx(0.8 + 0.11 - 0.1)
     calls.clear()
-    again = run_grid(run_one, base, seeds=3, grid=[{"lr": 1e-3}, {"lr": 1e-4}], select_set="dev", primary="acc",
-                     done=out["runs"][:4])  # fmt: skip
+    again = run_grid(
+        run_one, base, seeds=3, grid=[{"lr": 1e-3}, {"lr": 1e-4}], select_set="dev", primary="acc", done=out["runs"][:4]
+    )
     assert calls == [(1e-4, 11), (1e-4, 12)] and again["median"] == out["median"]
     with pytest.raises(ConfigError, match="seeds"):
         run_grid(run_one, base, seeds=0, select_set="dev", primary="acc")
@@ -229,8 +254,9 @@ def test_a_fake_architecture_fine_tunes_through_the_contract(fake_arch, tmp_path
     path = tmp_path / "vocab.txt"
     path.write_text("\n".join(TINY_VOCAB) + "\n")
     torch.manual_seed(0)
-    backbone = Backbone(fake_arch, fake_arch.pretraining_class(fake_arch.make_config("tiny")), load_tokenizer(path),
-                        "fake", "model")  # fmt: skip
+    backbone = Backbone(
+        fake_arch, fake_arch.pretraining_class(fake_arch.make_config("tiny")), load_tokenizer(path), "fake", "model"
+    )
     rows = []
     for split, n, seed in (("train", 96, 0), ("dev", 24, 1)):
         texts, labels = _classification(n, seed)
@@ -239,8 +265,7 @@ def test_a_fake_architecture_fine_tunes_through_the_contract(fake_arch, tmp_path
                 f.write(json.dumps({"text": t, "label": ["neg", "pos"][y]}) + "\n")
         rows.append(n)
     config = FinetuneConfig(lr=5e-3, batch_size=8, epochs=4, select="best", **CPU)
-    result = evaluate_classify(tmp_path / "train.jsonl", dev=tmp_path / "dev.jsonl", backbone=backbone,
-                               config=config)  # fmt: skip
+    result = evaluate_classify(tmp_path / "train.jsonl", dev=tmp_path / "dev.jsonl", backbone=backbone, config=config)
     assert result["median"]["dev"]["accuracy"] >= 0.9 and result["source"]["arch"] == "fakebag"
     # the config's dropout field was found by name (no BERT field names assumed)
     assert _head_config(backbone, 0.3).embedding_dropout == 0.3
@@ -251,11 +276,17 @@ def test_an_architecture_without_a_token_head_is_a_clear_error(fake_arch, tmp_pa
     from bertkit.train.trainer import train
 
     ds = write_fixture_dataset(tmp_path / "ds", random_docs(40, seed=3), docs_per_shard=20)
-    train(tiny_train_config(ds, tmp_path / "run", arch="fakebag", batch_size=4, max_steps=2, eval_every=0,
-                            checkpoint_every=2))  # fmt: skip
+    train(
+        tiny_train_config(
+            ds, tmp_path / "run", arch="fakebag", batch_size=4, max_steps=2, eval_every=0, checkpoint_every=2
+        )
+    )
     backbone = load_backbone(tmp_path / "run")
     assert backbone.arch is fake_arch and backbone.step == 2
     # raised before the (missing) data is read
-    with pytest.raises(ConfigError, match=r"run: architecture 'fakebag' has no token-classification head .* "
-                                          r"it offers: sequence-classification"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"run: architecture 'fakebag' has no token-classification head .* "
+        r"it offers: sequence-classification",
+    ):
         evaluate_ner(backbone, tmp_path / "no-such-file.conll")

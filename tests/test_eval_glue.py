@@ -227,8 +227,14 @@ def test_grid_keeps_the_best_median_point(tmp_path, monkeypatch):
         return {"metrics": {n: {"accuracy": 0.9 if good else 0.5, "score": 0.9 if good else 0.5} for n in evals}}
 
     monkeypatch.setattr(finetune_module, "finetune", fake)
-    result = evaluate_glue(tiny_backbone(tmp=tmp_path), root, out=tmp_path / "g.json", grid=True, seeds=2,
-                           overrides={"device": "cpu", "max_len": 32})  # fmt: skip
+    result = evaluate_glue(
+        tiny_backbone(tmp=tmp_path),
+        root,
+        out=tmp_path / "g.json",
+        grid=True,
+        seeds=2,
+        overrides={"device": "cpu", "max_len": 32},
+    )
     rte = result["tasks"]["rte"]
     assert rte["config"]["lr"] == 2e-5 and rte["config"]["batch_size"] == 32 and rte["score"] == 0.9
     assert len(rte["grid"]) == 6 and len(rte["runs"]) == 12

@@ -558,13 +558,27 @@ def _run_key(config: FinetuneConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
 
 
-def _median_metrics(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+def _median(values: Sequence[Any]) -> Any:
+    """The median of numbers; of dicts, key by key (nested, e.g. NER's per-type figures); None for anything else."""
+    first = values[0]
+    if isinstance(first, bool) or first is None:
+        return None
+    if isinstance(first, (int, float)):
+        return statistics.median(values)
+    if isinstance(first, Mapping):
+        out = {}
+        for key in first:
+            if all(isinstance(v, Mapping) and key in v for v in values):
+                m = _median([v[key] for v in values])
+                if m is not None:
+                    out[key] = m
+        return out
+    return None
+
+
+def _median_metrics(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per evaluation set, the median of every numeric metric over the runs."""
-    out: dict[str, dict[str, float]] = {}
-    for name in runs[0]["metrics"]:
-        keys = [k for k, v in runs[0]["metrics"][name].items() if isinstance(v, (int, float))]
-        out[name] = {k: statistics.median(r["metrics"][name][k] for r in runs) for k in keys}
-    return out
+    return {name: _median([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
 
 
 def run_grid(
