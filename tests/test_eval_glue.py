@@ -147,7 +147,7 @@ def test_missing_tasks_are_listed_and_the_rest_evaluated(tmp_path, monkeypatch):
     assert set(result["missing"]) == set(GLUE_TASKS) - {"sst2", "rte"}
     assert "dev.tsv: not found" in result["missing"]["qnli"] and "no MNLI/" in result["missing"]["mnli"]
     md = (tmp_path / "r" / "glue.md").read_text()
-    assert "| SST-2 | RTE |" in md.replace(" model |", "").replace("| model", "") or "SST-2 | RTE" in md
+    assert "| model | SST-2 | RTE | avg | avg w/o WNLI |" in md
     assert "Missing: cola" in md
     with pytest.raises(ConfigError, match="unknown GLUE task"):
         evaluate_glue(backbone, root, tasks="sst2,imdb", overrides=QUICK)
@@ -270,3 +270,45 @@ def test_hf_directory_as_backbone(tmp_path):
     assert result["out"] == str(tmp_path / "hf" / "eval" / "glue.json") and result["tasks"]["wnli"]["status"] == "done"
     with pytest.raises(ConfigError, match="--checkpoint applies to run directories"):
         load_backbone(tmp_path / "hf", checkpoint=tmp_path)
+
+
+def test_cli_glue_on_a_run(tmp_path):
+    from conftest import random_docs, tiny_train_config, write_fixture_dataset
+    from typer.testing import CliRunner
+
+    from bertkit.train.trainer import train
+    from cli import app
+
+    ds = write_fixture_dataset(tmp_path / "ds", random_docs(40, seed=6), docs_per_shard=20)
+    train(tiny_train_config(ds, tmp_path / "run", batch_size=4, max_steps=2, eval_every=0, checkpoint_every=2))
+    root = write_glue_tsv(tmp_path / "glue", ["SST-2", "STS-B"], n_train=8, n_dev=4)
+    runner = CliRunner()
+    args = [
+        "eval",
+        "glue",
+        str(tmp_path / "run"),
+        "--data",
+        str(root),
+        "--tasks",
+        "sst2,stsb,rte",
+        "--max-len",
+        "32",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--seeds",
+        "2",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "run" / "eval" / "glue.json").read_text())
+    assert saved["source"]["kind"] == "run" and saved["source"]["step"] == 2 and list(saved["missing"]) == ["rte"]
+    assert len(saved["tasks"]["stsb"]["runs"]) == 2 and "missing rte" in r.output
+    assert "| model | SST-2 | STS-B | avg | avg w/o WNLI |" in (tmp_path / "run" / "eval" / "glue.md").read_text()
+    r = runner.invoke(app, args)  # resumed: nothing to do
+    assert r.exit_code == 0 and "done earlier, kept" in r.output
+    (root / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nthe cat\tnegative\n")
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "other.json")])
+    assert r.exit_code == 1 and "SST-2/dev.tsv:2: label 'negative' does not match task sst2" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "other.json").exists()
