@@ -209,8 +209,9 @@ def test_results_resume_across_tasks_and_runs(tmp_path, monkeypatch):
     saved = json.loads(out.read_text())
     assert saved["tasks"]["sst2"]["status"] == "partial" and len(saved["tasks"]["sst2"]["runs"]) == 1
     calls = _fake_metrics(monkeypatch)
-    evaluate_glue(backbone, root, out=out, tasks="sst2", seeds=3, overrides={**QUICK, "epochs": 2})
+    again = evaluate_glue(backbone, root, out=out, tasks="sst2", seeds=3, overrides={**QUICK, "epochs": 2})
     assert calls == [1, 2]
+    assert {k for k, v in again["tasks"].items() if v["status"] == "done"} == {"sst2", "stsb", "mnli"}  # one table
     # another model: the old results are not mixed in
     other = tiny_backbone(seed=1, tmp=tmp_path)
     other.source = "another-model"

@@ -28,7 +28,8 @@ epoch (no selection on the dev set). ``seeds=N`` reports the median of N seeds; 
 
 Results: ``RUN/eval/glue.json`` and ``glue.md`` (or ``out``), rewritten atomically after every fine-tuning run, so
 an interrupted evaluation resumes: finished tasks are skipped and finished runs of a task are reused when the model
-checkpoint and the settings are the same.
+checkpoint and the settings are the same. Results of the same model from earlier calls with other ``tasks`` stay in
+the file, so ``--tasks rte`` then ``--tasks mrpc`` build one table.
 """
 
 from __future__ import annotations
@@ -577,7 +578,7 @@ def evaluate_glue(
         "glue_dir": str(glue_dir),
         "seeds": seeds,
         "grid": bool(grid_points),
-        "tasks": {k: v for k, v in previous.get("tasks", {}).items() if k in data},
+        "tasks": dict(previous.get("tasks", {})),  # tasks of earlier calls stay: one table accumulates
         "missing": missing,
     }
 
