@@ -118,3 +118,12 @@ def test_against_scipy():
     y = [v + rng.gauss(0, 1) for v in x]
     assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
+
+
+def test_importing_bertkit_eval_loads_neither_torch_nor_the_cli():
+    import subprocess
+    import sys
+
+    code = "import sys, bertkit.eval; print(sorted(m for m in ('torch', 'typer', 'rich') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
