@@ -102,8 +102,9 @@ def _rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, object]]]:
         reader = csv.reader(io.StringIO(text, newline=""))
         try:
             header = next(reader)
+            end = reader.line_num
             for values in reader:
-                lineno = reader.line_num
+                lineno, end = end + 1, reader.line_num  # a quoted field may span lines: report where the row starts
                 if not values or not any(v.strip() for v in values):
                     continue
                 if len(values) != len(header):
