@@ -9,7 +9,7 @@ BERT without pretraining, and a bag-of-words floor.
 
 Needs $BERTKIT_DATA/news.txt (pretraining corpus) and the tasks of `scripts/prepare_tasks.py` in
 $BERTKIT_DATA/tasks (or --tasks): sentiment (Rotten Tomatoes snippets, SST's source text), TREC, SMS spam, BBC
-(long documents, head+tail truncation) and WNUT-16 NER. --work caches the tokenizer and the prepared corpus.
+(long documents, head+tail truncation to the pretraining sequence length) and WNUT-16 NER. --work caches the tokenizer and the prepared corpus.
 
 What is identical for every pretrained row: the corpus (news.txt), a WordPiece vocabulary trained on it
 (--vocab-size, 8,192 by default: a smaller head keeps HF's full-vocabulary head affordable on CPU), the masked
@@ -50,9 +50,9 @@ TASKS = {
     "sentiment": {"kind": "classify", "max_len": 64, "metric": "accuracy", "column": "sentiment acc"},
     "trec": {"kind": "classify", "max_len": 64, "metric": "accuracy", "column": "TREC acc"},
     "sms": {"kind": "classify", "max_len": 96, "metric": "macro_f1", "column": "SMS macro-F1"},
-    "bbc": {
+    "bbc": {  # long documents: head + tail of the pretraining length (positions beyond it were never trained)
         "kind": "classify",
-        "max_len": 256,
+        "max_len": 512,
         "metric": "accuracy",
         "column": "BBC acc",
         "truncation": "head+tail",
@@ -108,7 +108,7 @@ def finetune_all(backbone, tasks: Path, args, log) -> dict:
             lr=args.ft_lr,
             epochs=args.ft_epochs + (2 if spec["kind"] == "ner" else 0),
             batch_size=spec.get("batch_size", 32),
-            max_len=spec["max_len"],
+            max_len=min(spec["max_len"], args.seq_len),
             truncation=spec.get("truncation", "head"),
         )
         files = find_split_files(tasks / task, CONLL_SUFFIXES if spec["kind"] == "ner" else CLASSIFY_SUFFIXES)
