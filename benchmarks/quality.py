@@ -9,7 +9,8 @@ BERT without pretraining, and a bag-of-words floor.
 
 Needs $BERTKIT_DATA/news.txt (pretraining corpus) and the tasks of `scripts/prepare_tasks.py` in
 $BERTKIT_DATA/tasks (or --tasks): sentiment (Rotten Tomatoes snippets, SST's source text), TREC, SMS spam, BBC
-(long documents, head+tail truncation to the pretraining sequence length) and WNUT-16 NER. --work caches the tokenizer and the prepared corpus.
+(long documents, head+tail truncation to the pretraining sequence length) and WNUT-16 NER. --work caches the
+tokenizer and the prepared corpus.
 
 What is identical for every pretrained row: the corpus (news.txt), a WordPiece vocabulary trained on it
 (--vocab-size, 8,192 by default: a smaller head keeps HF's full-vocabulary head affordable on CPU), the masked
