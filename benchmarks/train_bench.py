@@ -46,17 +46,18 @@ MASK_RATE = 0.15
 # ------------------------------------------------------------------------------------------------ the models
 
 
-def make_models(preset: str, seed: int = 0, dropout: float | None = None):
-    """bertkit BertForPreTraining and HF BertForMaskedLM (SDPA) with the same weights."""
+def make_models(preset: str, seed: int = 0, dropout: float | None = None, **config):
+    """bertkit BertForPreTraining and HF BertForMaskedLM (SDPA) with the same weights (``config``: BertConfig
+    fields such as ``vocab_size``)."""
     import torch
     import transformers
 
     from bertkit.export.hf import hf_config_dict
     from bertkit.models import build_model
 
-    overrides = {}
+    overrides = dict(config)
     if dropout is not None:
-        overrides = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+        overrides |= {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     torch.manual_seed(seed)
     ours = build_model("bert", preset, **overrides)
     hf_cfg = transformers.BertConfig(**hf_config_dict(ours.config))
@@ -212,9 +213,9 @@ def print_throughput(device: str, rows: dict, batch: int, seq_len: int, dtype: s
 # ------------------------------------------------------------------------------------------------- quality
 
 
-def prepared_news(vocab: Path, work: Path) -> Path:
-    """$BERTKIT_DATA/news.txt prepared with `bertkit prepare` (cached in `work`, default $BERTKIT_DATA/bench)."""
-    out = work / "train_bench_news"
+def prepared_news(vocab: Path, work: Path, name: str = "train_bench_news") -> Path:
+    """$BERTKIT_DATA/news.txt prepared with `bertkit prepare` (cached as `work/name`, default $BERTKIT_DATA/bench)."""
+    out = work / name
     if (out / "manifest.json").is_file():
         return out
     news = DATA / "news.txt"
@@ -226,79 +227,113 @@ def prepared_news(vocab: Path, work: Path) -> Path:
     return out
 
 
+def masked_inputs(ds: Path, split: str, batches: int, batch: int, seq_len: int, seed: int) -> list[dict]:
+    """The first `batches` MLM batches of a prepared dataset's split, masked as the trainer masks them (keyed by
+    the batch index): the exact inputs every implementation sees."""
+    import torch
+
+    from bertkit.data.loader import PretrainingData, StreamState
+    from bertkit.train.config import TrainConfig
+    from bertkit.train.trainer import _Batcher, _mask_seed
+
+    cfg = TrainConfig(data=str(ds), seed=seed, device="cpu", eval_fraction=0.02)
+    data = PretrainingData(
+        ds, view="mlm", seq_len=seq_len, batch_size=batch, seed=seed, split=split, eval_fraction=0.02, drop_last=True
+    )
+    batcher = _Batcher(cfg, data, torch.device("cpu"))
+    inputs = []
+    for i, (b, _) in enumerate(data.batches(StreamState())):
+        if i >= batches:
+            break
+        inputs.append(batcher(b, _mask_seed(seed, 1 if split == "train" else 2, i)))
+    return inputs
+
+
+def pretrain(impl: str, model, inputs: list[dict], lr: float, seed: int, device=None) -> dict:
+    """Train on `inputs` (AdamW, wd 0.01, linear schedule with 10 % warmup, clip 1.0): `impl` "bertkit" calls the
+    model with the batch contract (any registered architecture), "hf" a transformers BertForMaskedLM with labels
+    -100 off the masked positions. Returns the losses, the seconds and the tokens per second."""
+    import contextlib
+
+    import torch
+
+    from bertkit.train.optim import build_optimizer
+    from bertkit.train.schedules import make_lr_lambda
+
+    device = device or torch.device("cpu")
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else None
+    steps = len(inputs)
+    torch.manual_seed(seed)
+    model.to(device).train()
+    opt = build_optimizer(model, name="adamw", lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
+    )
+    losses = []
+    tokens = 0
+    t0 = time.perf_counter()
+    for cpu_inputs in inputs:
+        batch = {k: (v.to(device) if v is not None else None) for k, v in cpu_inputs.items()}
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            if impl == "bertkit":
+                loss = model(**batch).loss
+            else:
+                labels = full_labels(batch["mlm_positions"], batch["mlm_labels"], *batch["input_ids"].shape)
+                loss = model(input_ids=batch["input_ids"], labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+        tokens += batch["input_ids"].numel()
+    losses = [float(x) for x in losses]
+    seconds = time.perf_counter() - t0
+    return {"losses": losses, "seconds": seconds, "tokens_per_s": tokens / seconds}
+
+
+def mlm_accuracy(impl: str, model, inputs: list[dict], device=None) -> tuple[float, int]:
+    """Held-out masked-token accuracy (and the number of masked tokens) on pre-masked `inputs`."""
+    import torch
+
+    device = device or torch.device("cpu")
+    model.to(device).eval()
+    hits = count = 0
+    with torch.no_grad():
+        for cpu_inputs in inputs:
+            batch = {k: (v.to(device) if v is not None else None) for k, v in cpu_inputs.items()}
+            pos, lab = batch["mlm_positions"], batch["mlm_labels"]
+            if impl == "bertkit":
+                out = model(**batch)
+                hits, count = hits + int(out.mlm_correct), count + int(out.mlm_count)
+                continue
+            logits = model(input_ids=batch["input_ids"]).logits.reshape(-1, model.config.vocab_size)[pos]
+            valid = lab != -100
+            hits += int(((logits.argmax(-1) == lab) & valid).sum())
+            count += int(valid.sum())
+    return hits / max(count, 1), count
+
+
 def quality(
     steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, dropout: float, seed: int, work: Path
 ) -> dict:
     """Train the tiny preset with both implementations on identical batches; held-out MLM accuracy of each."""
     import torch
 
-    from bertkit.data.loader import PretrainingData, StreamState
-    from bertkit.train.config import TrainConfig
-    from bertkit.train.optim import build_optimizer
-    from bertkit.train.schedules import make_lr_lambda
-    from bertkit.train.trainer import _Batcher, _mask_seed
-
     ds = prepared_news(DATA / "vocab.txt", work)
     torch.set_num_threads(os.cpu_count() or 1)
-    cfg = TrainConfig(data=str(ds), seed=seed, device="cpu", eval_fraction=0.02)
-    train_data = PretrainingData(ds, view="mlm", seq_len=seq_len, batch_size=batch, seed=seed, eval_fraction=0.02)
-    eval_data = PretrainingData(
-        ds, view="mlm", seq_len=seq_len, batch_size=batch, seed=seed, split="eval", eval_fraction=0.02, drop_last=True
-    )
-    batcher = _Batcher(cfg, train_data, torch.device("cpu"))
-    # the exact inputs both models see: masks keyed by the batch index, as the trainer keys them
-    train_inputs = []
-    for i, (b, _) in enumerate(train_data.batches(StreamState())):
-        if i >= steps:
-            break
-        train_inputs.append(batcher(b, _mask_seed(seed, 1, i)))
-    eval_inputs = []
-    for i, (b, _) in enumerate(eval_data.batches(StreamState())):
-        if i >= eval_batches:
-            break
-        eval_inputs.append(batcher(b, _mask_seed(seed, 2, i)))
-
+    train_inputs = masked_inputs(ds, "train", steps, batch, seq_len, seed)
+    eval_inputs = masked_inputs(ds, "eval", eval_batches, batch, seq_len, seed)
     ours, hf = make_models("tiny", seed=seed, dropout=dropout)
     results = {}
     for impl, model in (("bertkit", ours), ("hf", hf)):
-        torch.manual_seed(seed)
-        model.train()
-        opt = build_optimizer(model, name="adamw", lr=lr, weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
-        )
-        t0 = time.perf_counter()
-        losses = []
-        for inputs in train_inputs:
-            if impl == "bertkit":
-                loss = model(**inputs).loss
-            else:
-                labels = full_labels(inputs["mlm_positions"], inputs["mlm_labels"], *inputs["input_ids"].shape)
-                loss = model(input_ids=inputs["input_ids"], labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-        train_s = time.perf_counter() - t0
-        model.eval()
-        hits = count = 0
-        with torch.no_grad():
-            for inputs in eval_inputs:
-                pos, lab = inputs["mlm_positions"], inputs["mlm_labels"]
-                if impl == "bertkit":
-                    logits = model.mlm_logits(inputs["input_ids"], positions=pos)
-                else:
-                    logits = model(input_ids=inputs["input_ids"]).logits.reshape(-1, model.config.vocab_size)[pos]
-                valid = lab != -100
-                hits += int(((logits.argmax(-1) == lab) & valid).sum())
-                count += int(valid.sum())
+        run = pretrain(impl, model, train_inputs, lr, seed)
+        accuracy, masked = mlm_accuracy(impl, model, eval_inputs)
         results[impl] = {
-            "accuracy": hits / max(count, 1),
-            "masked": count,
-            "final_loss": sum(losses[-10:]) / len(losses[-10:]),
-            "train_s": train_s,
+            "accuracy": accuracy,
+            "masked": masked,
+            "final_loss": sum(run["losses"][-10:]) / len(run["losses"][-10:]),
+            "train_s": run["seconds"],
         }
     return results
 

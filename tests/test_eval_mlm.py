@@ -26,9 +26,21 @@ runner = CliRunner()
 
 def run_config(dataset: Path, out: Path, **kw) -> TrainConfig:
     return tiny_train_config(
-        dataset, out, **{"batch_size": 8, "max_steps": 8, "lr": 2e-3, "warmup": 2, "eval_every": 8, "eval_batches": 3,
-                         "checkpoint_every": 4, "log_every": 4, "model": {"hidden_dropout_prob": 0.0}, **kw}
-    )  # fmt: skip
+        dataset,
+        out,
+        **{
+            "batch_size": 8,
+            "max_steps": 8,
+            "lr": 2e-3,
+            "warmup": 2,
+            "eval_every": 8,
+            "eval_batches": 3,
+            "checkpoint_every": 4,
+            "log_every": 4,
+            "model": {"hidden_dropout_prob": 0.0},
+            **kw,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
