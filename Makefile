@@ -29,8 +29,9 @@ $(DATA)/.small: scripts/fetch_data.py | venv
 	$(VPY) scripts/fetch_data.py --out $(DATA) --small
 	touch $@
 
-$(DATA)/.full: scripts/fetch_data.py | venv
+$(DATA)/.full: scripts/fetch_data.py scripts/prepare_tasks.py | venv
 	$(VPY) scripts/fetch_data.py --out $(DATA)
+	$(VPY) scripts/prepare_tasks.py --data $(DATA)
 	touch $@ $(DATA)/.small
 
 fetch-data: $(DATA)/.full
