@@ -290,3 +290,41 @@ def test_an_architecture_without_a_token_head_is_a_clear_error(fake_arch, tmp_pa
         r"it offers: sequence-classification",
     ):
         evaluate_ner(backbone, tmp_path / "no-such-file.conll")
+
+
+# ------------------------------------------------------------------------------------------- every architecture
+
+TOKEN_ARCHS = [name for name, arch in ARCHITECTURES.items() if arch.data_kind == "tokens"]
+
+
+@pytest.mark.parametrize("name", TOKEN_ARCHS)
+def test_every_token_architecture_fine_tunes_sequences_and_tokens(name, tmp_path):
+    """Each registered token architecture learns the fixture task through its own heads (NarrowBERT through its
+    [CLS] / word-start queries): a sentence label marked by one word, and a tag on that word."""
+    from bertkit.eval.classify import evaluate_classify
+    from bertkit.eval.ner import evaluate_ner
+    from bertkit.models import build_model
+
+    arch = ARCHITECTURES[name]
+    assert arch.sequence_classification_class is not None and arch.token_classification_class is not None, name
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(TINY_VOCAB) + "\n")
+    torch.manual_seed(0)
+    model = build_model(name, "tiny", vocab_size=len(TINY_VOCAB))
+    backbone = Backbone(arch, model.eval(), load_tokenizer(path), f"tiny-{name}", "model")
+    for split, n, seed in (("train", 96, 0), ("dev", 32, 1)):
+        texts, labels = _classification(n, seed)
+        with open(tmp_path / f"{split}.jsonl", "w") as f:
+            for t, y in zip(texts, labels, strict=True):
+                f.write(json.dumps({"text": t, "label": ["neg", "pos"][y]}) + "\n")
+        with open(tmp_path / f"{split}.conll", "w") as f:
+            for t in texts:
+                for word in t.split():
+                    f.write(f"{word}\t{'B-ANIMAL' if word in ('cat', 'dog') else 'O'}\n")
+                f.write("\n")
+    config = FinetuneConfig(lr=2e-3, batch_size=8, epochs=4, select="best", **CPU)
+    result = evaluate_classify(tmp_path / "train.jsonl", dev=tmp_path / "dev.jsonl", backbone=backbone, config=config)
+    assert result["source"]["arch"] == name
+    assert result["median"]["dev"]["accuracy"] >= 0.9, (name, result["median"])
+    result = evaluate_ner(backbone, tmp_path / "train.conll", dev=tmp_path / "dev.conll", config=config)
+    assert result["median"]["dev"]["f1"] >= 0.9, (name, result["median"])
