@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         epilog=(
             "Examples:\n\n"
             "  bertkit train --arch bert --preset tiny --data data/ds --out runs/tiny --max-steps 200\n\n"
+            "  bertkit train --arch narrowbert --preset base --full-layers 2 --data data/ds --out runs/narrow\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml --resume\n\n"
             "  torchrun --nproc_per_node=8 -m cli train --data data/ds --out runs/base --config run.toml"
@@ -37,6 +38,9 @@ def train(
     ] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture (see bertkit.models.ARCHITECTURES).")] = None,
     preset: Annotated[str | None, typer.Option(help="Model preset: tiny | small | base | large.")] = None,
+    full_layers: Annotated[
+        int | None, typer.Option(help="narrowbert: full layers before the narrow ones (model option full_layers).")
+    ] = None,
     view: Annotated[str | None, typer.Option(help="Samples: mlm | nsp | static-nsp | static-mlm.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the run.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per rank per micro-batch.")] = None,
@@ -91,6 +95,8 @@ def train(
         seed=seed,
         init_from=init_from,
     )
+    if full_layers is not None:
+        overrides["model"] = {"full_layers": full_layers}
     with user_errors():
         if config is not None:
             cfg = TrainConfig.from_toml(config, overrides)
