@@ -167,8 +167,8 @@ def test_every_token_as_a_query_equals_the_reference(variant):
         torch.testing.assert_close(model.bert(ids, mask, types, shuffled), reference[shuffled], atol=ATOL, rtol=0)
 
 
-def test_sparse_queries_never_update_the_context():
-    """With one narrow layer the narrow attention sees H itself: equal to a 1-layer run on (H → all queries)."""
+def test_context_is_the_output_of_the_full_layers():
+    """H (what every SparseQueries narrow layer attends to) equals transformers' BERT with the full layers alone."""
     model = make_model(full_layers=3)
     ids, mask, types = make_batch()
     H, _ = model.bert.context(ids, mask, types)

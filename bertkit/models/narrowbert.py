@@ -175,7 +175,7 @@ def query_layout(positions: torch.Tensor, batch_size: int, seq_len: int, *, stat
         Q = min(-(-int(per_row.max()) // 8) * 8, seq_len)  # the one host sync
     block = rows * Q + slot  # (N,) in sorted order
     scatter = torch.empty_like(block).scatter_(0, order, block)
-    trash = batch_size * Q  # repeats write their row number here; the slot is dropped
+    trash = batch_size * Q  # an extra slot that the repeats fill, then dropped
     gather = torch.zeros(trash + 1, dtype=torch.int64, device=device)
     gather.scatter_(0, torch.where(first, block, torch.full_like(block, trash)), order)
     return QueryLayout(Q, gather[:trash], scatter)
