@@ -1,12 +1,13 @@
 """NarrowBERT (2 full + 10 narrow layers, SparseQueries) against bertkit BERT of the same shape.
 
-    python benchmarks/narrow_bench.py [--repeat 3] [--work /tmp/nb] [--skip-quality]   # CPU: a few minutes
-    python benchmarks/narrow_bench.py --cuda-only                                      # GPU: base width, bf16
+    python benchmarks/narrow_bench.py [--repeat 3] [--threads 1] [--work /tmp/nb] [--skip-quality]  # CPU
+    python benchmarks/narrow_bench.py --cuda-only                                                  # GPU: base, bf16
 
 Both models are bertkit's and both send only the masked rows through the tied MLM head (`masked_lm_loss`), so the
 ratio is the narrow layers' alone (the paper's baseline ran a full-vocabulary head on every token). Same weights for
 the shared parameters (NarrowBERT's narrow layer j = BERT layer 2 + j), same batches, same device, one run; each
-measurement runs in a fresh subprocess, the two alternate within every round, and the table shows medians.
+measurement runs in a fresh subprocess, the two alternate within every round, and the table shows medians (of the
+rounds, each the median of its timed steps).
 
 - Pretraining step (forward + backward + AdamW), MLM-only, 15 % of the tokens masked (a fixed count per batch, as
   the trainer masks). CPU: 12 layers at width 256 (4 heads, FFN 1024), B8 × 128, fp32. CUDA: base (768/12/3072),
@@ -14,9 +15,15 @@ measurement runs in a fresh subprocess, the two alternate within every round, an
 - Sequence-classification inference at seq 512 (no gradients; NarrowBERT's narrow layers query [CLS] alone).
   CPU: the same 12-layer width-256 shape, B4; CUDA: base, B64, bf16. Target ≥ 2.5×.
 - Quality (CPU): the tiny presets of `bert` (2 layers) and `narrowbert` (1 full + 1 narrow), identical init of the
-  shared weights, data order, masks, AdamW and schedule, on the news corpus prepared with the bert-base-uncased
-  vocabulary (`--work` caches it; default a temporary directory); held-out MLM accuracy side by side. Target:
-  NarrowBERT within 2 points of BERT.
+  shared weights, data order, masks (the trainer's keyed masking), AdamW and linear schedule, dropout 0, on the news
+  corpus prepared with the bert-base-uncased vocabulary (`--work` caches it; default a temporary directory);
+  held-out MLM accuracy side by side. Target: NarrowBERT within 2 points of BERT. The defaults are
+  `train_bench.py`'s BERT quality check (120 steps of B16 × 128, lr 2e-3), where the tiny preset is still on the
+  unigram plateau; `--quality-steps 1500 --quality-lr 5e-3 --quality-checks 4` trains past it (about 25 minutes
+  on one core) and prints the accuracy at four earlier steps too.
+
+`--threads 1` gives steadier CPU figures on a shared machine (a 2-thread GEMM stalls whenever another job takes
+one of the cores).
 """
 
 from __future__ import annotations
@@ -37,20 +44,23 @@ from train_bench import prepared_news, synthetic_batch  # noqa: E402
 
 CPU_SHAPE = {"hidden_size": 256, "num_hidden_layers": 12, "num_attention_heads": 4, "intermediate_size": 1024}
 FULL_LAYERS = 2
+VARIANT = "sparse-queries"
 IMPLS = ("bert", "narrowbert")
 
 
 # ------------------------------------------------------------------------------------------------ the models
 
 
-def make_pair(shape: dict, seed: int = 0, heads: str = "pretraining", full_layers: int = FULL_LAYERS):
+def make_pair(
+    shape: dict, seed: int = 0, heads: str = "pretraining", full_layers: int = FULL_LAYERS, variant: str = VARIANT
+):
     """bertkit BERT and NarrowBERT of the same shape (BertConfig fields) with the same values in their shared
     parameters: NarrowBERT's narrow layer j is BERT's layer full_layers + j."""
     import torch
 
     from bertkit.models import bert, narrowbert
 
-    config = narrowbert.NarrowBertConfig(**shape, full_layers=full_layers)
+    config = narrowbert.NarrowBertConfig(**shape, full_layers=full_layers, variant=variant)
     torch.manual_seed(seed)
     if heads == "pretraining":
         ours = narrowbert.NarrowBertForPreTraining(config)
@@ -68,7 +78,17 @@ def make_pair(shape: dict, seed: int = 0, heads: str = "pretraining", full_layer
     return theirs, ours
 
 
-def measure(task: str, impl: str, device_name: str, shape: dict, batch: int, seq_len: int, steps: int) -> dict:
+def measure(
+    task: str,
+    impl: str,
+    device_name: str,
+    shape: dict,
+    batch: int,
+    seq_len: int,
+    steps: int,
+    threads: int,
+    variant: str,
+) -> dict:
     """One measurement in a fresh process: median seconds per pretraining step or per inference batch."""
     import contextlib
 
@@ -76,8 +96,10 @@ def measure(task: str, impl: str, device_name: str, shape: dict, batch: int, seq
 
     from bertkit.train.optim import build_optimizer
 
+    if threads:
+        torch.set_num_threads(threads)
     device = torch.device(device_name)
-    pair = make_pair(shape, heads="pretraining" if task == "pretrain" else "classify")
+    pair = make_pair(shape, heads="pretraining" if task == "pretrain" else "classify", variant=variant)
     model = pair[IMPLS.index(impl)].to(device)
     del pair
     cuda = device.type == "cuda"
@@ -125,11 +147,14 @@ def measure_in_subprocess(*args) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def speed(task: str, device: str, shape: dict, batch: int, seq_len: int, steps: int, repeat: int) -> dict:
+def speed(
+    task: str, device: str, shape: dict, batch: int, seq_len: int, steps: int, repeat: int, threads: int, variant: str
+) -> dict:
     runs: dict[str, list[float]] = {impl: [] for impl in IMPLS}
     for r in range(repeat):
         for impl in IMPLS if r % 2 == 0 else IMPLS[::-1]:  # alternate: drifts of the machine hit both
-            runs[impl].append(measure_in_subprocess(task, impl, device, shape, batch, seq_len, steps)["seconds"])
+            result = measure_in_subprocess(task, impl, device, shape, batch, seq_len, steps, threads, variant)
+            runs[impl].append(result["seconds"])
     return runs
 
 
@@ -153,8 +178,11 @@ def print_speed(task: str, device: str, runs: dict, shape: dict, batch: int, seq
 # ------------------------------------------------------------------------------------------------- quality
 
 
-def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, seed: int, work: Path) -> dict:
-    """Train the tiny presets of bert and narrowbert on identical batches; held-out MLM accuracy of each."""
+def quality(
+    steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, seed: int, work: Path, checks: int, threads: int
+) -> dict:
+    """Train the tiny presets of bert and narrowbert on identical batches; held-out MLM accuracy of each after
+    `steps` (and at `checks` evenly spaced earlier steps)."""
     import torch
 
     from bertkit.data.loader import PretrainingData, StreamState
@@ -165,7 +193,7 @@ def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, 
     from bertkit.train.trainer import _Batcher, _mask_seed
 
     ds = prepared_news(DATA / "vocab.txt", work)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     cfg = TrainConfig(data=str(ds), seed=seed, device="cpu", eval_fraction=0.02)
     train_data = PretrainingData(ds, view="mlm", seq_len=seq_len, batch_size=batch, seed=seed, eval_fraction=0.02)
     eval_data = PretrainingData(
@@ -181,6 +209,22 @@ def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, 
     tiny = build_config("narrowbert", "tiny", vocab_size=int(train_data.vocab_size), hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0)  # fmt: skip
     bert_model, narrow_model = make_pair(tiny.bert_config().to_dict(), seed=seed, full_layers=tiny.full_layers)
+
+    @torch.no_grad()
+    def accuracy(model) -> tuple[float, int]:
+        was_training = model.training
+        model.eval()
+        hits = count = 0
+        for inputs in eval_inputs:
+            pos, lab = inputs["mlm_positions"], inputs["mlm_labels"]
+            logits = model.mlm_logits(inputs["input_ids"], inputs["attention_mask"], None, pos)
+            valid = lab != -100
+            hits += int(((logits.argmax(-1) == lab) & valid).sum())
+            count += int(valid.sum())
+        model.train(was_training)
+        return hits / max(count, 1), count
+
+    check_steps = {steps * (k + 1) // (checks + 1) for k in range(checks)}
     results = {}
     for impl, model in (("bert", bert_model), ("narrowbert", narrow_model)):
         torch.manual_seed(seed)
@@ -190,7 +234,7 @@ def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, 
             opt, make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
         )
         t0 = time.perf_counter()
-        losses = []
+        losses, curve = [], []
         for i, (b, _) in enumerate(train_data.batches(StreamState())):
             if i >= steps:
                 break
@@ -201,18 +245,13 @@ def quality(steps: int, batch: int, seq_len: int, lr: float, eval_batches: int, 
             sched.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
+            if i + 1 in check_steps:
+                curve.append((i + 1, accuracy(model)[0]))
         train_s = time.perf_counter() - t0
-        model.eval()
-        hits = count = 0
-        with torch.no_grad():
-            for inputs in eval_inputs:
-                pos, lab = inputs["mlm_positions"], inputs["mlm_labels"]
-                logits = model.mlm_logits(inputs["input_ids"], inputs["attention_mask"], None, pos)
-                valid = lab != -100
-                hits += int(((logits.argmax(-1) == lab) & valid).sum())
-                count += int(valid.sum())
+        acc, count = accuracy(model)
         results[impl] = {
-            "accuracy": hits / max(count, 1),
+            "accuracy": acc,
+            "curve": curve,
             "masked": count,
             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
             "train_s": train_s,
@@ -230,15 +269,20 @@ def main() -> None:
     ap.add_argument("--cpu-seq-len", type=int, default=128)
     ap.add_argument("--cpu-steps", type=int, default=5, help="timed steps per CPU measurement (median)")
     ap.add_argument("--cpu-infer-batch", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads per measurement (0 = torch's default)")
+    ap.add_argument(
+        "--variant", default=VARIANT, help="NarrowBERT variant of the speed rows: sparse-queries | context-first"
+    )
     ap.add_argument("--gpu-batch", type=int, default=32)
     ap.add_argument("--gpu-seq-len", type=int, default=512)
     ap.add_argument("--gpu-infer-batch", type=int, default=64)
     ap.add_argument("--gpu-steps", type=int, default=20)
-    ap.add_argument("--quality-steps", type=int, default=1500)
+    ap.add_argument("--quality-steps", type=int, default=120)
     ap.add_argument("--quality-batch", type=int, default=16)
     ap.add_argument("--quality-seq-len", type=int, default=128)
-    ap.add_argument("--quality-lr", type=float, default=5e-3)
-    ap.add_argument("--quality-eval-batches", type=int, default=25)
+    ap.add_argument("--quality-lr", type=float, default=2e-3)
+    ap.add_argument("--quality-eval-batches", type=int, default=20)
+    ap.add_argument("--quality-checks", type=int, default=0, help="also evaluate at this many earlier steps")
     ap.add_argument("--work", type=Path, default=None, help="where the prepared news dataset is cached")
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
@@ -251,20 +295,20 @@ def main() -> None:
 
     import torch
 
-    header("NarrowBERT (2 full + 10 narrow, SparseQueries) vs bertkit BERT (same shape, masked-only heads)")
+    header(f"NarrowBERT (2 full + 10 narrow, {args.variant}) vs bertkit BERT (same shape, masked-only heads)")
     if not args.cuda_only and not args.skip_cpu:
         for task, batch, seq in (
             ("pretrain", args.cpu_batch, args.cpu_seq_len),
             ("classify", args.cpu_infer_batch, 512),
         ):
-            runs = speed(task, "cpu", CPU_SHAPE, batch, seq, args.cpu_steps, args.repeat)
+            runs = speed(task, "cpu", CPU_SHAPE, batch, seq, args.cpu_steps, args.repeat, args.threads, args.variant)
             print_speed(task, "cpu", runs, CPU_SHAPE, batch, seq, "fp32")
     if torch.cuda.is_available():
         from bertkit.models.bert import PRESETS
 
         base = PRESETS["base"]
         for task, batch in (("pretrain", args.gpu_batch), ("classify", args.gpu_infer_batch)):
-            runs = speed(task, "cuda", base, batch, args.gpu_seq_len, args.gpu_steps, args.repeat)
+            runs = speed(task, "cuda", base, batch, args.gpu_seq_len, args.gpu_steps, args.repeat, 0, args.variant)
             print_speed(task, "cuda", runs, base, batch, args.gpu_seq_len, "bf16")
         print(f"<!-- GPU: {torch.cuda.get_device_name(0)} -->")
     else:
@@ -273,7 +317,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = args.work or Path(tmp)
             q = quality(args.quality_steps, args.quality_batch, args.quality_seq_len, args.quality_lr,
-                        args.quality_eval_batches, seed=0, work=work)  # fmt: skip
+                        args.quality_eval_batches, seed=0, work=work, checks=args.quality_checks,
+                        threads=args.threads)  # fmt: skip
         what = f"tiny, news, {args.quality_steps} steps of B{args.quality_batch}×{args.quality_seq_len}"
         bert_acc, narrow_acc = q["bert"]["accuracy"], q["narrowbert"]["accuracy"]
         row(f"held-out MLM accuracy ({what})", f"BERT {100 * bert_acc:.2f}%", f"{100 * narrow_acc:.2f}%",
@@ -284,6 +329,10 @@ def main() -> None:
             f"{q['bert']['train_s']:.0f} s vs NarrowBERT {q['narrowbert']['train_s']:.0f} s -->",
             flush=True,
         )
+        if args.quality_checks:
+            for impl in IMPLS:
+                points = ", ".join(f"{s}: {100 * a:.2f}%" for s, a in q[impl]["curve"])
+                print(f"<!-- {impl} held-out accuracy by step: {points} -->", flush=True)
 
 
 if __name__ == "__main__":
