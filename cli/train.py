@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
             "  bertkit train --arch bert --preset tiny --data data/ds --out runs/tiny --max-steps 200\n\n"
             "  bertkit train --arch elc-bert --preset tiny --model variant=zero --data data/ds --out runs/elc\n\n"
             "  bertkit train --data data/elc --out runs/elc-small --config configs/elc-bert-small.toml\n\n"
+            "  bertkit train --arch narrowbert --preset base --full-layers 2 --data data/ds --out runs/narrow\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml --resume\n\n"
             "  torchrun --nproc_per_node=8 -m cli train --data data/ds --out runs/base --config run.toml\n\n"
@@ -61,6 +62,9 @@ def train(
     model: Annotated[
         list[str] | None,
         typer.Option("--model", "-m", help="Model-config override KEY=VALUE (repeatable), e.g. variant=base."),
+    ] = None,
+    full_layers: Annotated[
+        int | None, typer.Option(help="narrowbert: full layers before the narrow ones (model option full_layers).")
     ] = None,
     view: Annotated[str | None, typer.Option(help="Samples: mlm | nsp | static-nsp | static-mlm.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the run.")] = None,
@@ -120,8 +124,11 @@ def train(
         init_from=init_from,
     )
     with user_errors():
-        if model:
-            overrides["model"] = _model_overrides(model)
+        model_overrides = _model_overrides(model or [])
+        if full_layers is not None:
+            model_overrides["full_layers"] = full_layers
+        if model_overrides:
+            overrides["model"] = model_overrides
         if config is not None:
             cfg = TrainConfig.from_toml(config, overrides)
         else:

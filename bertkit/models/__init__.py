@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from bertkit.exceptions import ConfigError
-from bertkit.models import bert, elcbert, nextlevel
+from bertkit.models import bert, elcbert, narrowbert, nextlevel
 from bertkit.models.base import (
     Architecture,
     ModelConfig,
@@ -42,6 +42,15 @@ ARCHITECTURES: dict[str, Architecture] = {
         sequence_classification_class=bert.BertForSequenceClassification,
         token_classification_class=bert.BertForTokenClassification,
         description="BERT (post-LN, MLM + NSP heads); parameter names of Hugging Face's BertForPreTraining",
+    ),
+    "narrowbert": Architecture(
+        name="narrowbert",
+        config_class=narrowbert.NarrowBertConfig,
+        pretraining_class=narrowbert.NarrowBertForPreTraining,
+        presets=narrowbert.PRESETS,
+        sequence_classification_class=narrowbert.NarrowBertForSequenceClassification,
+        token_classification_class=narrowbert.NarrowBertForTokenClassification,
+        description="NarrowBERT: full layers, then narrow layers that compute only the query rows (masked / [CLS])",
     ),
     "elc-bert": Architecture(
         name="elc-bert",
