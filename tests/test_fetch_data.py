@@ -179,7 +179,7 @@ def test_pip_failure_prints_error_without_traceback(tmp_path, monkeypatch, capsy
 
 
 def test_target_selection():
-    assert fd.parse_args(["--small"]).targets == ["tokenizer", "news"]
+    assert fd.parse_args(["--small"]).targets == ["tokenizer", "news", "sentiment"]
     assert fd.parse_args([]).targets == list(fd.TARGETS)
     assert fd.parse_args(["--what", "wiki, news,wiki"]).targets == ["wiki", "news"]
     with pytest.raises(SystemExit):
