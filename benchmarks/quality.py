@@ -19,8 +19,8 @@ and HF start from the same tensors), AdamW with the same schedule and learning r
 Fine-tuning is the same for every row too (bertkit.eval: one hyper-parameter set per task, the state with the best
 dev score scored on test). Rows:
 
-- every architecture in bertkit.models.ARCHITECTURES (today `bert`; narrowbert, elc-bert, ... once merged),
-  trained with the batch contract (`model(**batch).loss`);
+- every token architecture in bertkit.models.ARCHITECTURES (bert, narrowbert, elc-bert, ltg-bert; nextlevel trains on
+  chunk embeddings and has its own benchmark), trained with the batch contract (`model(**batch).loss`);
 - `HF BertForMaskedLM`: transformers' implementation (SDPA, full-vocabulary head) on the same batches, then saved
   as a Hugging Face directory and fine-tuned through `bertkit eval`'s HF path (the baseline of the issue);
 - `bert, no pretraining`: the same initial weights fine-tuned directly (what pretraining adds over nothing);
@@ -183,7 +183,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--lr", type=float, default=None, help="pretraining peak lr (default 2e-3 tiny, 1e-3 small)")
     ap.add_argument("--vocab-size", type=int, default=8192, help="WordPiece vocabulary trained on news.txt")
-    ap.add_argument("--archs", default=None, help="comma-separated architectures (default: every registered one)")
+    ap.add_argument("--archs", default=None, help="comma-separated architectures (default: every token one)")
     ap.add_argument("--ft-lr", type=float, default=5e-4, help="fine-tuning lr (tiny models like it high)")
     ap.add_argument("--ft-epochs", type=int, default=3, help="fine-tuning epochs (NER: +2)")
     ap.add_argument("--no-control", action="store_true", help="skip the no-pretraining row")
@@ -211,7 +211,9 @@ def main() -> None:
     lr = args.lr or (2e-3 if preset == "tiny" else 1e-3)
     if args.quick:
         args.ft_epochs = 1
-    archs = [a.strip() for a in args.archs.split(",")] if args.archs else list(ARCHITECTURES)
+    # every architecture that trains on tokens (nextlevel trains on chunk embeddings: benchmarks/nextlevel_bench.py)
+    token_archs = [name for name, a in ARCHITECTURES.items() if a.data_kind == "tokens"]
+    archs = [a.strip() for a in args.archs.split(",")] if args.archs else token_archs
     for name in archs:
         get_architecture(name)
     if not (DATA / "news.txt").is_file():

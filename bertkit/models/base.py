@@ -64,9 +64,16 @@ __all__ = [
     "PretrainingOutput",
     "SequenceClassificationOutput",
     "TokenClassificationOutput",
+    "add_nsp_loss",
+    "check_num_labels",
     "config_from_dict",
     "config_to_dict",
+    "mlm_output",
+    "sequence_classification_loss",
+    "token_classification_loss",
 ]
+
+IGNORE_INDEX = -100
 
 
 @dataclass
@@ -109,6 +116,76 @@ class TokenClassificationOutput:
     """Mean cross-entropy over the positions whose label is not -100, or None without labels."""
     logits: torch.Tensor
     """``[N, num_labels]``, one row per entry of ``positions``."""
+
+
+# ------------------------------------------------------------------------------- shared by every architecture's heads
+
+
+def mlm_output(
+    rows: torch.Tensor,
+    decoder_weight: torch.Tensor,
+    decoder_bias: torch.Tensor | None,
+    labels: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    return_predictions: bool = False,
+) -> PretrainingOutput:
+    """The MLM part of a :class:`PretrainingOutput` from the head-transformed masked rows ``[M, d]`` and the tied
+    decoder, through ``bertkit.ops.masked_lm_loss`` (no ``[M, V]`` logits); counts stay on the device."""
+    from bertkit.ops.masked_lm_loss import masked_lm_loss
+
+    loss, predicted = masked_lm_loss(
+        rows,
+        decoder_weight,
+        decoder_bias,
+        labels,
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+        return_predictions=True,
+    )
+    valid = labels != IGNORE_INDEX
+    return PretrainingOutput(
+        loss=loss,
+        mlm_loss=loss,
+        mlm_correct=((predicted == labels) & valid).sum(),
+        mlm_count=valid.sum(),
+        mlm_predictions=predicted if return_predictions else None,
+    )
+
+
+def add_nsp_loss(out: PretrainingOutput, logits: torch.Tensor, labels: torch.Tensor) -> PretrainingOutput:
+    """Add the NSP cross-entropy of ``logits [B, 2]`` (fp32) against ``labels [B]`` (-100 = ignore) to ``out``."""
+    logits = logits.float()
+    valid = labels != IGNORE_INDEX
+    out.nsp_loss = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    out.nsp_correct = ((logits.argmax(-1) == labels) & valid).sum()
+    out.nsp_count = valid.sum()
+    out.loss = out.mlm_loss + out.nsp_loss
+    return out
+
+
+def check_num_labels(num_labels: int) -> None:
+    """ConfigError unless ``num_labels`` is a positive integer (1 = regression)."""
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
+
+
+def sequence_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor | None, num_labels: int
+) -> torch.Tensor | None:
+    """MSE for one label (regression), else cross-entropy (-100 = ignore), in fp32; None without labels."""
+    if labels is None:
+        return None
+    if num_labels == 1:
+        return torch.nn.functional.mse_loss(logits.float().squeeze(-1), labels.float())
+    return torch.nn.functional.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+
+
+def token_classification_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Cross-entropy over the rows whose label is not -100, in fp32; None without labels."""
+    if labels is None:
+        return None
+    return torch.nn.functional.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
 
 
 @dataclass(frozen=True)

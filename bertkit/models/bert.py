@@ -23,8 +23,12 @@ from bertkit.models.base import (
     PretrainingOutput,
     SequenceClassificationOutput,
     TokenClassificationOutput,
+    add_nsp_loss,
+    check_num_labels,
+    mlm_output,
+    sequence_classification_loss,
+    token_classification_loss,
 )
-from bertkit.ops.masked_lm_loss import masked_lm_loss
 
 __all__ = [
     "PRESETS",
@@ -35,8 +39,6 @@ __all__ = [
     "BertModel",
     "num_parameters",
 ]
-
-IGNORE_INDEX = -100
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -419,30 +421,16 @@ class BertForPreTraining(_BertPreTrainedBase):
         hidden = self.encode(input_ids, attention_mask, token_type_ids)  # (B, T, d)
         predictions = self.cls.predictions
         rows = predictions.transform(self._gather(hidden, mlm_positions))  # (M, d): masked rows only
-        mlm_loss, predicted = masked_lm_loss(
+        out = mlm_output(
             rows,
             predictions.decoder.weight,
             predictions.bias,
             mlm_labels,
-            ignore_index=IGNORE_INDEX,
             label_smoothing=label_smoothing,
-            return_predictions=True,
-        )
-        valid = mlm_labels != IGNORE_INDEX
-        out = PretrainingOutput(
-            loss=mlm_loss,
-            mlm_loss=mlm_loss,
-            mlm_correct=((predicted == mlm_labels) & valid).sum(),
-            mlm_count=valid.sum(),
-            mlm_predictions=predicted if return_predictions else None,
+            return_predictions=return_predictions,
         )
         if next_sentence_label is not None:
-            logits = self.cls.seq_relationship(self.bert.pooler(hidden)).float()  # (B, 2)
-            nsp_valid = next_sentence_label != IGNORE_INDEX
-            out.nsp_loss = F.cross_entropy(logits, next_sentence_label, ignore_index=IGNORE_INDEX)
-            out.nsp_correct = ((logits.argmax(-1) == next_sentence_label) & nsp_valid).sum()
-            out.nsp_count = nsp_valid.sum()
-            out.loss = mlm_loss + out.nsp_loss
+            add_nsp_loss(out, self.cls.seq_relationship(self.bert.pooler(hidden)), next_sentence_label)  # (B, 2)
         return out
 
 
@@ -454,8 +442,7 @@ class BertForSequenceClassification(_BertPreTrainedBase):
 
     def __init__(self, config: BertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
         super().__init__()
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
+        check_num_labels(num_labels)
         self.config = config
         self.num_labels = num_labels
         self.bert = BertModel(config)
@@ -472,13 +459,7 @@ class BertForSequenceClassification(_BertPreTrainedBase):
     ) -> SequenceClassificationOutput:
         hidden = self.bert(input_ids, attention_mask, token_type_ids)
         logits = self.classifier(self.dropout(self.bert.pooler(hidden)))  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:
-                loss = F.mse_loss(logits.float().squeeze(-1), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-        return SequenceClassificationOutput(loss=loss, logits=logits)
+        return SequenceClassificationOutput(sequence_classification_loss(logits, labels, self.num_labels), logits)
 
     def load_pretrained_encoder(self, model: nn.Module) -> None:
         """Copy the encoder (and pooler) of a pretrained ``BertForPreTraining`` into this classifier."""
@@ -491,8 +472,7 @@ class BertForTokenClassification(_BertPreTrainedBase):
 
     def __init__(self, config: BertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
         super().__init__()
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
+        check_num_labels(num_labels)
         self.config = config
         self.num_labels = num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
@@ -513,10 +493,7 @@ class BertForTokenClassification(_BertPreTrainedBase):
         hidden = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, d)
         rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)  # (N, d)
         logits = self.classifier(self.dropout(rows))  # (N, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-        return TokenClassificationOutput(loss=loss, logits=logits)
+        return TokenClassificationOutput(token_classification_loss(logits, labels), logits)
 
     def load_pretrained_encoder(self, model: nn.Module) -> None:
         """Copy the encoder of a pretrained ``BertForPreTraining`` into this classifier (the pooler is not used)."""

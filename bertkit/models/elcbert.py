@@ -62,9 +62,12 @@ from bertkit.models.base import (
     PretrainingOutput,
     SequenceClassificationOutput,
     TokenClassificationOutput,
+    check_num_labels,
+    mlm_output,
+    sequence_classification_loss,
+    token_classification_loss,
 )
 from bertkit.ops.layer_mix import LayerOutputs
-from bertkit.ops.masked_lm_loss import masked_lm_loss
 
 __all__ = [
     "PRESETS",
@@ -81,7 +84,6 @@ __all__ = [
     "relative_position_index",
 ]
 
-IGNORE_INDEX = -100
 VARIANTS = ("base", "zero", "normalized", "weighted_output")
 
 
@@ -525,22 +527,13 @@ class LtgBertForPreTraining(_LtgBackbone):
         hidden = self.encode(input_ids, attention_mask, token_type_ids)  # (B, T, d)
         rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, mlm_positions)  # (M, d): masked rows only
         decoder = self.classifier.decoder
-        loss, predicted = masked_lm_loss(
+        return mlm_output(
             self.classifier.transform(rows),
             decoder.weight,
             decoder.bias,
             mlm_labels,
-            ignore_index=IGNORE_INDEX,
             label_smoothing=label_smoothing,
-            return_predictions=True,
-        )
-        valid = mlm_labels != IGNORE_INDEX
-        return PretrainingOutput(
-            loss=loss,
-            mlm_loss=loss,
-            mlm_correct=((predicted == mlm_labels) & valid).sum(),
-            mlm_count=valid.sum(),
-            mlm_predictions=predicted if return_predictions else None,
+            return_predictions=return_predictions,
         )
 
 
@@ -568,16 +561,11 @@ class Classifier(nn.Module):
         return self.nonlinearity(x)
 
 
-def _check_num_labels(num_labels: int) -> None:
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-        raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
-
-
 class LtgBertForSequenceClassification(_LtgBackbone):
     """The encoder + :class:`Classifier` on the [CLS] state; ``num_labels == 1`` is regression (MSE)."""
 
     def __init__(self, config: LtgBertConfig, num_labels: int = 2) -> None:
-        _check_num_labels(num_labels)
+        check_num_labels(num_labels)
         super().__init__(config)
         self.num_labels = num_labels
         self.head = Classifier(config, num_labels)
@@ -591,20 +579,14 @@ class LtgBertForSequenceClassification(_LtgBackbone):
     ) -> SequenceClassificationOutput:
         hidden = self.encode(input_ids, attention_mask, token_type_ids)
         logits = self.head(hidden[:, 0])  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:
-                loss = F.mse_loss(logits.float().squeeze(-1), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-        return SequenceClassificationOutput(loss=loss, logits=logits)
+        return SequenceClassificationOutput(sequence_classification_loss(logits, labels, self.num_labels), logits)
 
 
 class LtgBertForTokenClassification(_LtgBackbone):
     """The encoder + :class:`Classifier` on the hidden states at the given flat positions."""
 
     def __init__(self, config: LtgBertConfig, num_labels: int = 2) -> None:
-        _check_num_labels(num_labels)
+        check_num_labels(num_labels)
         super().__init__(config)
         self.num_labels = num_labels
         self.head = Classifier(config, num_labels)
@@ -621,10 +603,7 @@ class LtgBertForTokenClassification(_LtgBackbone):
             raise TypeError(f"{type(self).__name__}.forward needs positions (flat indices of the queried tokens)")
         hidden = self.encode(input_ids, attention_mask, token_type_ids)  # (B, T, d)
         logits = self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions))  # (N, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-        return TokenClassificationOutput(loss=loss, logits=logits)
+        return TokenClassificationOutput(token_classification_loss(logits, labels), logits)
 
 
 class ElcBertForPreTraining(LtgBertForPreTraining):

@@ -52,7 +52,16 @@ from torch import nn
 
 from bertkit.exceptions import ConfigError
 from bertkit.models import bert
-from bertkit.models.base import PretrainingOutput, SequenceClassificationOutput, TokenClassificationOutput
+from bertkit.models.base import (
+    PretrainingOutput,
+    SequenceClassificationOutput,
+    TokenClassificationOutput,
+    add_nsp_loss,
+    check_num_labels,
+    mlm_output,
+    sequence_classification_loss,
+    token_classification_loss,
+)
 from bertkit.models.bert import (
     BertConfig,
     BertEmbeddings,
@@ -62,7 +71,6 @@ from bertkit.models.bert import (
     BertPreTrainingHeads,
     _BertPreTrainedBase,
 )
-from bertkit.ops.masked_lm_loss import masked_lm_loss
 
 __all__ = [
     "PRESETS",
@@ -76,7 +84,6 @@ __all__ = [
     "query_layout",
 ]
 
-IGNORE_INDEX = -100
 VARIANTS = ("sparse-queries", "context-first")
 
 
@@ -384,31 +391,17 @@ class NarrowBertForPreTraining(_BertPreTrainedBase):
             queries = torch.cat([mlm_positions, cls_positions])
         rows = self.bert(input_ids, attention_mask, token_type_ids, queries)  # (M [+ B], d)
         predictions = self.cls.predictions
-        mlm_loss, predicted = masked_lm_loss(
+        out = mlm_output(
             predictions.transform(rows[:M]),
             predictions.decoder.weight,
             predictions.bias,
             mlm_labels,
-            ignore_index=IGNORE_INDEX,
             label_smoothing=label_smoothing,
-            return_predictions=True,
-        )
-        valid = mlm_labels != IGNORE_INDEX
-        out = PretrainingOutput(
-            loss=mlm_loss,
-            mlm_loss=mlm_loss,
-            mlm_correct=((predicted == mlm_labels) & valid).sum(),
-            mlm_count=valid.sum(),
-            mlm_predictions=predicted if return_predictions else None,
+            return_predictions=return_predictions,
         )
         if next_sentence_label is not None:
             pooled = self.bert.pooler(rows[M:, None])  # the pooler reads row 0 of (B, 1, d)
-            logits = self.cls.seq_relationship(pooled).float()  # (B, 2)
-            nsp_valid = next_sentence_label != IGNORE_INDEX
-            out.nsp_loss = F.cross_entropy(logits, next_sentence_label, ignore_index=IGNORE_INDEX)
-            out.nsp_correct = ((logits.argmax(-1) == next_sentence_label) & nsp_valid).sum()
-            out.nsp_count = nsp_valid.sum()
-            out.loss = mlm_loss + out.nsp_loss
+            add_nsp_loss(out, self.cls.seq_relationship(pooled), next_sentence_label)  # (B, 2)
         return out
 
 
@@ -418,8 +411,7 @@ class NarrowBertForSequenceClassification(_BertPreTrainedBase):
 
     def __init__(self, config: NarrowBertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
         super().__init__()
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
+        check_num_labels(num_labels)
         self.config = config
         self.num_labels = num_labels
         self.bert = NarrowBertModel(config)
@@ -436,13 +428,7 @@ class NarrowBertForSequenceClassification(_BertPreTrainedBase):
     ) -> SequenceClassificationOutput:
         cls = self.bert.cls_hidden(input_ids, attention_mask, token_type_ids)  # (B, d)
         logits = self.classifier(self.dropout(self.bert.pooler(cls[:, None])))  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:
-                loss = F.mse_loss(logits.float().squeeze(-1), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-        return SequenceClassificationOutput(loss=loss, logits=logits)
+        return SequenceClassificationOutput(sequence_classification_loss(logits, labels, self.num_labels), logits)
 
     def load_pretrained_encoder(self, model: nn.Module) -> None:
         """Copy the encoder (and pooler) of a pretrained ``NarrowBertForPreTraining`` into this classifier."""
@@ -455,8 +441,7 @@ class NarrowBertForTokenClassification(_BertPreTrainedBase):
 
     def __init__(self, config: NarrowBertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
         super().__init__()
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
+        check_num_labels(num_labels)
         self.config = config
         self.num_labels = num_labels
         self.bert = NarrowBertModel(config, add_pooling_layer=False)
@@ -476,10 +461,7 @@ class NarrowBertForTokenClassification(_BertPreTrainedBase):
             raise TypeError("NarrowBertForTokenClassification.forward needs positions (the queried tokens)")
         rows = self.bert(input_ids, attention_mask, token_type_ids, positions)  # (N, d)
         logits = self.classifier(self.dropout(rows))  # (N, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-        return TokenClassificationOutput(loss=loss, logits=logits)
+        return TokenClassificationOutput(token_classification_loss(logits, labels), logits)
 
     def load_pretrained_encoder(self, model: nn.Module) -> None:
         """Copy the encoder of a pretrained ``NarrowBertForPreTraining`` into this classifier (no pooler)."""
