@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,15 @@ def test_hf_labels_out_of_range_and_test_splits(tmp_path):
     pq.write_table(pa.table(table), d / "train-00000-of-00001.parquet")
     with pytest.raises(FormatError, match="unlabelled test split"):
         read_glue_task(d, "rte")
+
+
+def test_parquet_without_pyarrow_is_a_clear_error(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    write_glue_parquet(tmp_path, ["sst2"])
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ConfigError, match=r"sst2.*needs pyarrow \(pip install 'bertkit\[eval\]'\)"):
+        read_glue_task(tmp_path / "sst2", "sst2")
 
 
 def test_malformed_tsv_rows(tmp_path):

@@ -253,8 +253,14 @@ def _read_tsv(path: Path, task: GlueTask, keep: Callable[[Mapping[str, str]], bo
 
 def _read_table(files: Sequence[Path], task: GlueTask) -> list[Example]:
     """Rows of parquet files or a save_to_disk split (arrow streams) as examples."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(
+            f"{files[0]}: reading Hugging Face parquet / arrow copies of GLUE needs pyarrow "
+            "(pip install 'bertkit[eval]'), or use the GLUE TSV download"
+        ) from None
 
     examples = []
     for path in files:
