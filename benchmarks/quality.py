@@ -241,6 +241,12 @@ def main() -> None:
 
     rows = []
 
+    def checkpoint_rows() -> None:
+        # every finished row is on disk at once: a run stopped late keeps what it measured
+        if args.json:
+            partial = args.json.with_suffix(".partial.json")
+            partial.write_text(json.dumps({"rows": rows, "budget": budget}, indent=2) + "\n", encoding="utf-8")
+
     def pretrained_row(name: str, impl: str, model, backbone_fn) -> None:
         log(f"{name}: pretraining")
         run = pretrain(impl, model, train_inputs, lr, args.seed, device)
@@ -258,6 +264,7 @@ def main() -> None:
         }
         row["tasks"] = finetune_all(backbone_fn(model), tasks, args, log)
         rows.append(row)
+        checkpoint_rows()
 
     def config_overrides(arch) -> dict:
         names = arch.config_class.field_names()
@@ -292,6 +299,7 @@ def main() -> None:
         fresh = build_model("bert", preset, **config_overrides(get_architecture("bert")))
         backbone = Backbone(get_architecture("bert"), fresh.eval(), tokenizer, "bert (no pretraining)", "model", 0)
         rows.append({"name": f"bert ({preset}), no pretraining", "tasks": finetune_all(backbone, tasks, args, log)})
+        checkpoint_rows()
     log("BoW TF-IDF + LR")
     rows.append({"name": "BoW TF-IDF + LR (floor)", "tasks": bow_all(tasks, log)})
 

@@ -184,15 +184,20 @@ def load_backbone(
         from bertkit.eval.mlm import load_run
 
         loaded = load_run(path, checkpoint, device="cpu")
+        arch = get_architecture(loaded.arch)
+        if arch.data_kind != "tokens":
+            raise ConfigError(
+                f"{path}: a {arch.name!r} run reads {arch.data_kind}, not token ids, and has no fine-tuning heads; "
+                f"probe its document embeddings with `bertkit eval classify --embeddings {path}` or "
+                f"`bertkit eval retrieval {path} --data DOCS`"
+            )
         tok_path = Path(tokenizer) if tokenizer is not None else run_tokenizer_dir(loaded.config)
         if tok_path is None:
             raise ConfigError(
                 f"{path}: cannot find the run's tokenizer (its dataset {loaded.config.data or '(none)'} has no "
                 "tokenizer/ directory any more); pass --tokenizer DIR_OR_FILE"
             )
-        backbone = Backbone(
-            get_architecture(loaded.arch), loaded.model, load_tokenizer(tok_path), str(path), "run", loaded.step
-        )
+        backbone = Backbone(arch, loaded.model, load_tokenizer(tok_path), str(path), "run", loaded.step)
     model_vocab = getattr(backbone.config, "vocab_size", None)
     if model_vocab is not None and backbone.tokenizer.vocab_size > model_vocab:
         raise FormatError(
