@@ -458,7 +458,9 @@ class _LtgBackbone(nn.Module):
                 f"(needs a {self.config_class.__name__} model)"
             )
         ours, theirs = self.config.to_dict(), model.config.to_dict()
-        differ = sorted(k for k in ours if k not in ("vocab_size", "classifier_dropout") and ours[k] != theirs[k])
+        # dropout rates are training settings, not shapes: fine-tuning sets its own (a run pretrained without dropout
+        # is fine-tuned with 0.1 by default)
+        differ = sorted(k for k in ours if k != "vocab_size" and "dropout" not in k and ours[k] != theirs[k])
         if differ or ours["vocab_size"] != theirs["vocab_size"]:
             differ = differ or ["vocab_size"]
             lines = ", ".join(f"{k}: {theirs[k]!r} vs {ours[k]!r}" for k in differ)
