@@ -193,6 +193,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="write the markdown table here too")
     ap.add_argument("--json", type=Path, default=None, help="write every figure as JSON")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows a stopped run with the same settings finished (JSON.partial.json, written as rows finish)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -240,14 +245,38 @@ def main() -> None:
     log(f"pretraining budget: {budget}, preset {preset}, lr {lr}, vocabulary {tokenizer.vocab_size}, {device}")
 
     rows = []
+    # what makes two runs' rows comparable: everything but where the outputs go
+    settings = {k: str(v) for k, v in vars(args).items() if k not in ("out", "json", "resume", "archs", "no_control")}
+    partial = args.json.with_suffix(".partial.json") if args.json else None
+    done: dict[str, dict] = {}
+    if args.resume:
+        if partial is None:
+            sys.exit("--resume needs --json (the finished rows are kept next to it)")
+        if partial.is_file():
+            saved = json.loads(partial.read_text(encoding="utf-8"))
+            if saved.get("settings") != settings:
+                sys.exit(f"{partial}: written with other settings; rerun without --resume")
+            done = {r["name"]: r for r in saved["rows"]}
+            log(f"resuming: {', '.join(done) or 'no rows'} kept from {partial}")
 
     def checkpoint_rows() -> None:
         # every finished row is on disk at once: a run stopped late keeps what it measured
-        if args.json:
-            partial = args.json.with_suffix(".partial.json")
-            partial.write_text(json.dumps({"rows": rows, "budget": budget}, indent=2) + "\n", encoding="utf-8")
+        if partial is not None:
+            text = json.dumps({"rows": rows, "budget": budget, "settings": settings}, indent=2) + "\n"
+            tmp = partial.with_suffix(".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(partial)
+
+    def reuse(name: str) -> bool:
+        if name in done:
+            rows.append(done[name])
+            checkpoint_rows()
+            return True
+        return False
 
     def pretrained_row(name: str, impl: str, model, backbone_fn) -> None:
+        if reuse(name):
+            return
         log(f"{name}: pretraining")
         run = pretrain(impl, model, train_inputs, lr, args.seed, device)
         accuracy, masked = mlm_accuracy(impl, model, eval_inputs, device)
@@ -293,7 +322,7 @@ def main() -> None:
 
     pretrained_row(f"HF BertForMaskedLM ({preset})", "hf", hf, hf_backbone)
 
-    if not args.no_control:
+    if not args.no_control and not reuse(f"bert ({preset}), no pretraining"):
         log("bert, no pretraining: fine-tuning")
         torch.manual_seed(args.seed)
         fresh = build_model("bert", preset, **config_overrides(get_architecture("bert")))
