@@ -66,6 +66,7 @@ __all__ = [
     "TokenClassificationOutput",
     "add_nsp_loss",
     "check_num_labels",
+    "check_transformer_shape",
     "config_from_dict",
     "config_to_dict",
     "mlm_output",
@@ -162,6 +163,21 @@ def add_nsp_loss(out: PretrainingOutput, logits: torch.Tensor, labels: torch.Ten
     out.nsp_count = valid.sum()
     out.loss = out.mlm_loss + out.nsp_loss
     return out
+
+
+def check_transformer_shape(config: Any, positive: tuple[str, ...]) -> None:
+    """ConfigError (naming the config class and field) unless every field in ``positive`` is a positive integer and
+    ``hidden_size`` is a multiple of ``num_attention_heads``; the checks every encoder config starts with."""
+    name = type(config).__name__
+    for field in positive:
+        value = getattr(config, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name}.{field} must be a positive integer, got {value!r}")
+    if config.hidden_size % config.num_attention_heads:
+        raise ConfigError(
+            f"{name}.hidden_size ({config.hidden_size}) must be a multiple of num_attention_heads "
+            f"({config.num_attention_heads})"
+        )
 
 
 def check_num_labels(num_labels: int) -> None:

@@ -25,6 +25,7 @@ from bertkit.models.base import (
     TokenClassificationOutput,
     add_nsp_loss,
     check_num_labels,
+    check_transformer_shape,
     mlm_output,
     sequence_classification_loss,
     token_classification_loss,
@@ -73,23 +74,18 @@ class BertConfig(ModelConfig):
     pad_token_id: int = 0  # padding row of the word embedding (kept at zero by init, no gradient)
 
     def __post_init__(self) -> None:
-        for name in (
-            "vocab_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "type_vocab_size",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"BertConfig.{name} must be a positive integer, got {value!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(
-                f"BertConfig.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
+        check_transformer_shape(
+            self,
+            (
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+                "type_vocab_size",
+            ),
+        )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(
                 f"BertConfig.hidden_act {self.hidden_act!r} is not supported; valid: {', '.join(ACTIVATIONS)}"

@@ -63,6 +63,7 @@ from bertkit.models.base import (
     SequenceClassificationOutput,
     TokenClassificationOutput,
     check_num_labels,
+    check_transformer_shape,
     mlm_output,
     sequence_classification_loss,
     token_classification_loss,
@@ -105,23 +106,18 @@ class LtgBertConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for field in (
-            "vocab_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "position_bucket_size",
-        ):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name}.{field} must be a positive integer, got {value!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(
-                f"{name}.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
+        check_transformer_shape(
+            self,
+            (
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+                "position_bucket_size",
+            ),
+        )
         if self.position_bucket_size < 4 or self.position_bucket_size % 2:
             raise ConfigError(
                 f"{name}.position_bucket_size must be an even integer >= 4, got {self.position_bucket_size}"

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertkit.exceptions import ConfigError
-from bertkit.models.base import ModelConfig, PretrainingOutput
+from bertkit.models.base import ModelConfig, PretrainingOutput, check_transformer_shape
 from bertkit.models.bert import ACTIVATIONS, BertConfig, BertEncoder, _init_module
 
 __all__ = [
@@ -79,17 +79,17 @@ class NextLevelConfig(ModelConfig):
     chunk_size: int = 256  # how documents were chunked (0 = sentences); inference cuts texts the same way
 
     def __post_init__(self) -> None:
-        for name in (
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "type_vocab_size",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"NextLevelConfig.{name} must be a positive integer, got {value!r}")
+        check_transformer_shape(
+            self,
+            (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+                "type_vocab_size",
+            ),
+        )
         for name in ("embedding_dim", "head_hidden_size", "chunk_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -98,11 +98,6 @@ class NextLevelConfig(ModelConfig):
             raise ConfigError(f"NextLevelConfig.chunk_size must be 0 or >= 3, got {self.chunk_size}")
         if self.max_position_embeddings < 3:
             raise ConfigError("NextLevelConfig.max_position_embeddings must be >= 3 ([CLS] + a chunk + [SEP])")
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(
-                f"NextLevelConfig.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"NextLevelConfig.hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
         if self.loss not in LOSSES:
