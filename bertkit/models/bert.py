@@ -338,14 +338,14 @@ class _BertPreTrainedBase(nn.Module):
             self._init_weights(module)
 
 
-class BertForPreTraining(_BertPreTrainedBase):
-    """BERT with the MLM head (tied to the word embedding) and the NSP head; ``forward`` follows the batch contract
-    of ``bertkit.models.base`` and returns a ``PretrainingOutput``."""
+class _WithPretrainingHeads(_BertPreTrainedBase):
+    """An encoder under ``bert`` (BERT's or NarrowBERT's) with BERT's MLM head, tied to the word embedding, and NSP
+    head under ``cls`` (Hugging Face's key names)."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: BertConfig, encoder: nn.Module) -> None:
         super().__init__()
         self.config = config
-        self.bert = BertModel(config)
+        self.bert = encoder
         self.cls = BertPreTrainingHeads(config)
         self.tie_weights()
         self.init_weights()
@@ -362,8 +362,32 @@ class BertForPreTraining(_BertPreTrainedBase):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The last layer's hidden states ``(B, T, d)``."""
+        """The last layer's hidden states ``(B, T, d)`` (NarrowBERT: every token a query, as costly as BERT)."""
         return self.bert(input_ids, attention_mask, token_type_ids)
+
+
+class _WithClassifier(_BertPreTrainedBase):
+    """An encoder under ``bert`` + dropout + a linear ``classifier`` (Hugging Face's key names)."""
+
+    def __init__(
+        self, config: BertConfig, encoder: nn.Module, num_labels: int, classifier_dropout: float | None
+    ) -> None:
+        super().__init__()
+        check_num_labels(num_labels)
+        self.config = config
+        self.num_labels = num_labels
+        self.bert = encoder
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.init_weights()
+
+
+class BertForPreTraining(_WithPretrainingHeads):
+    """BERT with the MLM head (tied to the word embedding) and the NSP head; ``forward`` follows the batch contract
+    of ``bertkit.models.base`` and returns a ``PretrainingOutput``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, BertModel(config))
 
     def _gather(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)  # (M, d)
@@ -430,21 +454,14 @@ class BertForPreTraining(_BertPreTrainedBase):
         return out
 
 
-class BertForSequenceClassification(_BertPreTrainedBase):
+class BertForSequenceClassification(_WithClassifier):
     """BERT + dropout + linear classifier on the pooled [CLS] (HF's keys: ``bert.*``, ``classifier.*``).
 
     ``num_labels == 1`` is regression (MSE); otherwise cross-entropy over ``num_labels`` classes.
     """
 
     def __init__(self, config: BertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
-        super().__init__()
-        check_num_labels(num_labels)
-        self.config = config
-        self.num_labels = num_labels
-        self.bert = BertModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
-        self.init_weights()
+        super().__init__(config, BertModel(config), num_labels, classifier_dropout)
 
     def forward(
         self,
@@ -462,19 +479,12 @@ class BertForSequenceClassification(_BertPreTrainedBase):
         _copy_encoder(self.bert, model)
 
 
-class BertForTokenClassification(_BertPreTrainedBase):
+class BertForTokenClassification(_WithClassifier):
     """BERT + dropout + linear classifier on the hidden states at the given positions (HF's keys: ``bert.*``
     without the pooler, ``classifier.*``); follows the token-classification contract of ``bertkit.models.base``."""
 
     def __init__(self, config: BertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
-        super().__init__()
-        check_num_labels(num_labels)
-        self.config = config
-        self.num_labels = num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
-        self.init_weights()
+        super().__init__(config, BertModel(config, add_pooling_layer=False), num_labels, classifier_dropout)
 
     def forward(
         self,

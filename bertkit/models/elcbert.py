@@ -559,14 +559,18 @@ class Classifier(nn.Module):
         return self.nonlinearity(x)
 
 
-class LtgBertForSequenceClassification(_LtgBackbone):
-    """The encoder + :class:`Classifier` on the [CLS] state; ``num_labels == 1`` is regression (MSE)."""
+class _LtgWithClassifier(_LtgBackbone):
+    """The encoder + a :class:`Classifier` ``head``."""
 
     def __init__(self, config: LtgBertConfig, num_labels: int = 2) -> None:
         check_num_labels(num_labels)
         super().__init__(config)
         self.num_labels = num_labels
         self.head = Classifier(config, num_labels)
+
+
+class LtgBertForSequenceClassification(_LtgWithClassifier):
+    """The encoder + :class:`Classifier` on the [CLS] state; ``num_labels == 1`` is regression (MSE)."""
 
     def forward(
         self,
@@ -580,14 +584,8 @@ class LtgBertForSequenceClassification(_LtgBackbone):
         return SequenceClassificationOutput(sequence_classification_loss(logits, labels, self.num_labels), logits)
 
 
-class LtgBertForTokenClassification(_LtgBackbone):
+class LtgBertForTokenClassification(_LtgWithClassifier):
     """The encoder + :class:`Classifier` on the hidden states at the given flat positions."""
-
-    def __init__(self, config: LtgBertConfig, num_labels: int = 2) -> None:
-        check_num_labels(num_labels)
-        super().__init__(config)
-        self.num_labels = num_labels
-        self.head = Classifier(config, num_labels)
 
     def forward(
         self,

@@ -57,7 +57,6 @@ from bertkit.models.base import (
     SequenceClassificationOutput,
     TokenClassificationOutput,
     add_nsp_loss,
-    check_num_labels,
     mlm_output,
     sequence_classification_loss,
     token_classification_loss,
@@ -68,8 +67,8 @@ from bertkit.models.bert import (
     BertEncoder,
     BertLayer,
     BertPooler,
-    BertPreTrainingHeads,
-    _BertPreTrainedBase,
+    _WithClassifier,
+    _WithPretrainingHeads,
 )
 
 __all__ = [
@@ -309,33 +308,13 @@ class NarrowBertModel(nn.Module):
 # ------------------------------------------------------------------------------------------------------ heads
 
 
-class NarrowBertForPreTraining(_BertPreTrainedBase):
+class NarrowBertForPreTraining(_WithPretrainingHeads):
     """NarrowBERT with BERT's MLM head (tied to the word embedding) and NSP head; ``forward`` follows the batch
     contract of ``bertkit.models.base``: the ``mlm_positions`` are the queries (plus each sequence's [CLS] when
     ``next_sentence_label`` is given), and only those rows reach ``bertkit.ops.masked_lm_loss``."""
 
     def __init__(self, config: NarrowBertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.bert = NarrowBertModel(config)
-        self.cls = BertPreTrainingHeads(config)
-        self.tie_weights()
-        self.init_weights()
-
-    def tie_weights(self) -> None:
-        """Point the decoder at the word embedding and ``cls.predictions.bias`` (as BERT)."""
-        predictions = self.cls.predictions
-        predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
-        predictions.decoder.bias = predictions.bias
-
-    def encode(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Last hidden states ``(B, T, d)`` with every token as a query (as costly as BERT: for inspection)."""
-        return self.bert(input_ids, attention_mask, token_type_ids)
+        super().__init__(config, NarrowBertModel(config))
 
     def mlm_logits(
         self,
@@ -405,19 +384,12 @@ class NarrowBertForPreTraining(_BertPreTrainedBase):
         return out
 
 
-class NarrowBertForSequenceClassification(_BertPreTrainedBase):
+class NarrowBertForSequenceClassification(_WithClassifier):
     """NarrowBERT with [CLS] as the only query of the narrow layers, BERT's tanh pooler, dropout and a linear
     classifier (``num_labels == 1``: regression with MSE)."""
 
     def __init__(self, config: NarrowBertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
-        super().__init__()
-        check_num_labels(num_labels)
-        self.config = config
-        self.num_labels = num_labels
-        self.bert = NarrowBertModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
-        self.init_weights()
+        super().__init__(config, NarrowBertModel(config), num_labels, classifier_dropout)
 
     def forward(
         self,
@@ -435,19 +407,12 @@ class NarrowBertForSequenceClassification(_BertPreTrainedBase):
         _copy_encoder(self.bert, model)
 
 
-class NarrowBertForTokenClassification(_BertPreTrainedBase):
+class NarrowBertForTokenClassification(_WithClassifier):
     """NarrowBERT with the given positions (the first sub-token of each labelled word) as the queries, dropout and
     a linear classifier; follows the token-classification contract of ``bertkit.models.base``."""
 
     def __init__(self, config: NarrowBertConfig, num_labels: int = 2, classifier_dropout: float | None = None) -> None:
-        super().__init__()
-        check_num_labels(num_labels)
-        self.config = config
-        self.num_labels = num_labels
-        self.bert = NarrowBertModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
-        self.init_weights()
+        super().__init__(config, NarrowBertModel(config, add_pooling_layer=False), num_labels, classifier_dropout)
 
     def forward(
         self,
