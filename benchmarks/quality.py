@@ -65,6 +65,28 @@ TASKS = {
 BOW_ANCHOR = 0.775  # REFERENCE.md §5: TF-IDF + LR on an 80/20 split of the movie-review snippets
 
 
+def run_settings(args: argparse.Namespace) -> dict[str, str]:
+    """What makes two runs' rows comparable: every argument but where the outputs go and which rows are wanted."""
+    return {k: str(v) for k, v in vars(args).items() if k not in ("out", "json", "resume", "archs", "no_control")}
+
+
+def load_finished_rows(partial: Path, settings: dict[str, str]) -> dict[str, dict]:
+    """The rows a stopped run with the same settings finished (by name); {} when it finished none. SystemExit with
+    the file named when the file is unreadable or was written with other settings."""
+    if not partial.is_file():
+        return {}
+    try:
+        saved = json.loads(partial.read_text(encoding="utf-8"))
+        rows, written_with = saved["rows"], saved["settings"]
+        done = {r["name"]: r for r in rows}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"{partial}: not a quality.py partial-results file ({type(e).__name__}: {e}); rerun without --resume")
+    if written_with != settings:
+        changed = sorted(k for k in settings.keys() | written_with.keys() if settings.get(k) != written_with.get(k))
+        sys.exit(f"{partial}: written with other settings ({', '.join(changed)}); rerun without --resume")
+    return done
+
+
 def vocabulary(work: Path, size: int) -> Path:
     """A WordPiece vocabulary of `size` trained on news.txt (cached)."""
     from bertkit.tokenizers import train_tokenizer
@@ -217,6 +239,11 @@ def main() -> None:
     lr = args.lr or (2e-3 if preset == "tiny" else 1e-3)
     if args.quick:
         args.ft_epochs = 1
+    if args.resume and args.json is None:
+        sys.exit("--resume needs --json (the finished rows are kept next to it, in JSON.partial.json)")
+    partial = args.json.with_suffix(".partial.json") if args.json else None
+    settings = run_settings(args)
+    done = load_finished_rows(partial, settings) if args.resume else {}
     # every architecture that trains on tokens (nextlevel trains on chunk embeddings: benchmarks/nextlevel_bench.py)
     token_archs = [name for name, a in ARCHITECTURES.items() if a.data_kind == "tokens"]
     archs = [a.strip() for a in args.archs.split(",")] if args.archs else token_archs
@@ -246,19 +273,8 @@ def main() -> None:
     log(f"pretraining budget: {budget}, preset {preset}, lr {lr}, vocabulary {tokenizer.vocab_size}, {device}")
 
     rows = []
-    # what makes two runs' rows comparable: everything but where the outputs go
-    settings = {k: str(v) for k, v in vars(args).items() if k not in ("out", "json", "resume", "archs", "no_control")}
-    partial = args.json.with_suffix(".partial.json") if args.json else None
-    done: dict[str, dict] = {}
     if args.resume:
-        if partial is None:
-            sys.exit("--resume needs --json (the finished rows are kept next to it)")
-        if partial.is_file():
-            saved = json.loads(partial.read_text(encoding="utf-8"))
-            if saved.get("settings") != settings:
-                sys.exit(f"{partial}: written with other settings; rerun without --resume")
-            done = {r["name"]: r for r in saved["rows"]}
-            log(f"resuming: {', '.join(done) or 'no rows'} kept from {partial}")
+        log(f"resuming: {', '.join(done) or 'no rows'} kept from {partial}")
 
     def checkpoint_rows() -> None:
         # every finished row is on disk at once: a run stopped late keeps what it measured
