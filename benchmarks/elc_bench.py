@@ -16,7 +16,8 @@ median over rounds of each round's median step.
   ($BERTKIT_DATA/news.txt prepared with the bert-base-uncased vocabulary, cached under `--work`): same data order,
   same masks (the trainer's token masking), no dropout, AdamW with linear warmup/decay as benchmarks/train_bench.py
   trains BERT (`--quality-recipe bert`) or the original's LAMB recipe (`--quality-recipe elc`); held-out MLM
-  accuracy side by side. Target: ELC-BERT not below LTG-BERT.
+  accuracy side by side. The mixing logits train at `bertkit train`'s automatic `mix_lr_scale` (10× the lr under
+  AdamW, 1× under the elc recipe; `--mix-lr-scale` overrides). Target: ELC-BERT not below LTG-BERT.
 
 Figures on the shared 2-core CI machine are noisy (other jobs run beside them): quote the medians and the ratio
 measured in the same run, never a single timing. CPU work runs on `--threads` threads (default 1: on a loaded
@@ -145,7 +146,15 @@ def print_step_times(times: dict[str, list[float]], what: str) -> None:
 
 
 def quality(
-    steps: int, batch: int, seq_len: int, lr: float | None, eval_batches: int, seed: int, work: Path, recipe: str
+    steps: int,
+    batch: int,
+    seq_len: int,
+    lr: float | None,
+    eval_batches: int,
+    seed: int,
+    work: Path,
+    recipe: str,
+    mix_lr_scale: float | None = None,
 ) -> dict:
     """Tiny ELC-BERT (zero) and tiny LTG-BERT trained on identical batches; held-out MLM accuracy of each.
 
@@ -192,13 +201,15 @@ def quality(
                 weight_decay=0.1,
                 decay_embeddings=False,
                 trust_ratio="elc-faithful",
+                mix_lr_scale=1.0 if mix_lr_scale is None else mix_lr_scale,
             )
             schedule = make_lr_lambda(
                 schedule="cosine", warmup=max(1, round(0.016 * steps)), max_steps=steps, min_lr_ratio=0.1
             )
             clip = 2.0
         else:
-            opt = build_optimizer(model, name="adamw", lr=lr or 2e-3, weight_decay=0.01)
+            mix = mix_lr_scale if mix_lr_scale is not None else TrainConfig(optimizer="adamw").resolved_mix_lr_scale()
+            opt = build_optimizer(model, name="adamw", lr=lr or 2e-3, weight_decay=0.01, mix_lr_scale=mix)
             schedule = make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
             clip = 1.0
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
@@ -255,6 +266,13 @@ def main() -> None:
     )
     ap.add_argument("--quality-eval-batches", type=int, default=20)
     ap.add_argument(
+        "--mix-lr-scale",
+        type=float,
+        default=None,
+        help="lr multiplier of ELC-BERT's mixing logits (default: bertkit train's automatic value, 10 for AdamW, "
+        "1 for the elc recipe)",
+    )
+    ap.add_argument(
         "--work",
         type=Path,
         default=Path(tempfile.gettempdir()) / "bertkit-elc-bench",
@@ -291,6 +309,7 @@ def main() -> None:
             seed=0,
             work=args.work,
             recipe=args.quality_recipe,
+            mix_lr_scale=args.mix_lr_scale,
         )
         ltg, elc = q["ltg-bert"], q["elc-bert zero"]
         what = f"tiny, news, {args.quality_steps} steps of B{args.quality_batch}×{args.seq_len}"

@@ -67,7 +67,8 @@ BOW_ANCHOR = 0.775  # REFERENCE.md §5: TF-IDF + LR on an 80/20 split of the mov
 
 def run_settings(args: argparse.Namespace) -> dict[str, str]:
     """What makes two runs' rows comparable: every argument but where the outputs go and which rows are wanted."""
-    return {k: str(v) for k, v in vars(args).items() if k not in ("out", "json", "resume", "archs", "no_control")}
+    rows = ("out", "json", "resume", "archs", "no_control", "no_hf")
+    return {k: str(v) for k, v in vars(args).items() if k not in rows}
 
 
 def load_finished_rows(partial: Path, settings: dict[str, str]) -> dict[str, dict]:
@@ -210,6 +211,7 @@ def main() -> None:
     ap.add_argument("--ft-lr", type=float, default=5e-4, help="fine-tuning lr (tiny models like it high)")
     ap.add_argument("--ft-epochs", type=int, default=3, help="fine-tuning epochs (NER: +2)")
     ap.add_argument("--no-control", action="store_true", help="skip the no-pretraining row")
+    ap.add_argument("--no-hf", action="store_true", help="skip the HF BertForMaskedLM row (e.g. to redo one arch)")
     ap.add_argument("--tasks", type=Path, default=DATA / "tasks", help="prepare_tasks.py output")
     ap.add_argument("--work", type=Path, default=DATA / "bench", help="cache for the tokenizer and corpus")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -328,8 +330,6 @@ def main() -> None:
             lambda m, a=arch, n=name: Backbone(a, m, tokenizer, f"{n} pretrained", "model", steps),
         )
 
-    _, hf = make_models(preset, seed=args.seed, dropout=0.0, vocab_size=tokenizer.vocab_size, pad_token_id=pad_id)
-
     def hf_backbone(model):
         hf_dir = args.work / "quality_hf_bert"
         shutil.rmtree(hf_dir, ignore_errors=True)
@@ -337,7 +337,9 @@ def main() -> None:
         shutil.copy(vocab, hf_dir / "vocab.txt")
         return load_backbone(hf_dir)
 
-    pretrained_row(f"HF BertForMaskedLM ({preset})", "hf", hf, hf_backbone)
+    if not args.no_hf:
+        _, hf = make_models(preset, seed=args.seed, dropout=0.0, vocab_size=tokenizer.vocab_size, pad_token_id=pad_id)
+        pretrained_row(f"HF BertForMaskedLM ({preset})", "hf", hf, hf_backbone)
 
     if not args.no_control and not reuse(f"bert ({preset}), no pretraining"):
         log("bert, no pretraining: fine-tuning")
@@ -371,8 +373,8 @@ def main() -> None:
         + "."
     )
     ours = next((r for r in rows if r["name"] == f"bert ({preset})"), None)
-    theirs = next(r for r in rows if r["name"].startswith("HF "))
-    if ours is not None:
+    theirs = next((r for r in rows if r["name"].startswith("HF ")), None)
+    if ours is not None and theirs is not None:
         ratio = ours["pretrain"]["tokens_per_s"] / theirs["pretrain"]["tokens_per_s"]
         markdown.append(f"Pretraining tokens/s, bertkit bert / HF BertForMaskedLM: {ratio:.2f}× (same run).")
     text = "\n".join(markdown) + "\n"

@@ -257,6 +257,7 @@ def pretrain(impl: str, model, inputs: list[dict], lr: float, seed: int, device=
 
     import torch
 
+    from bertkit.train.config import TrainConfig
     from bertkit.train.optim import build_optimizer
     from bertkit.train.schedules import make_lr_lambda
 
@@ -265,7 +266,9 @@ def pretrain(impl: str, model, inputs: list[dict], lr: float, seed: int, device=
     steps = len(inputs)
     torch.manual_seed(seed)
     model.to(device).train()
-    opt = build_optimizer(model, name="adamw", lr=lr, weight_decay=0.01)
+    # what `bertkit train --optimizer adamw` does (ELC-BERT's mixing logits at its automatic lr scale)
+    mix = TrainConfig(optimizer="adamw").resolved_mix_lr_scale()
+    opt = build_optimizer(model, name="adamw", lr=lr, weight_decay=0.01, mix_lr_scale=mix)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
     )

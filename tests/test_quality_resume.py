@@ -32,9 +32,9 @@ def _args(**changes) -> argparse.Namespace:
 
 
 def test_settings_ignore_outputs_and_row_selection(quality):
-    a = quality.run_settings(_args(archs="bert", no_control=True))
+    a = quality.run_settings(_args(archs="bert", no_control=True, no_hf=True))
     b = quality.run_settings(
-        _args(out=Path("other.md"), json=Path("x.json"), resume=False, archs=None, no_control=False)
+        _args(out=Path("other.md"), json=Path("x.json"), resume=False, archs=None, no_control=False, no_hf=False)
     )
     assert a == b == {"steps": "None", "seed": "0", "ft_lr": "0.0005"}
     assert quality.run_settings(_args(seed=1)) != a

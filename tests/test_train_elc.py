@@ -226,6 +226,49 @@ def test_elc_run_switches_length_cuts_rows_masks_spans_and_resumes_exactly(datas
     assert "transformer.prev_layer_weights" in a and ck.read_meta(second.checkpoint)["arch"] == "elc-bert"
 
 
+@pytest.mark.parametrize(
+    ("kw", "scale"),
+    [
+        ({}, 10.0),  # AdamW: automatic 10x
+        ({"mix_lr_scale": 1.0}, 1.0),
+        ({"mix_lr_scale": 3.0}, 3.0),
+        ({"optimizer": "lamb", "lamb_trust_ratio": "elc-faithful", "weight_decay": 0.1}, 1.0),  # the original's own
+    ],
+)
+def test_mixing_logits_take_steps_of_mix_lr_scale_times_lr(dataset, tmp_path, kw, scale):
+    # variant zero starts its logits at 0; one step at a constant lr moves each (Adam's first step: lr * g/(|g|+eps)) by
+    # about lr * scale, LAMB elc-faithful included (no decay: no trust ratio), while the logged lr stays lr
+    lr = 1e-3
+    config = elc_config(dataset, tmp_path / "run", max_steps=1, warmup=0, schedule="constant", lr=lr, **kw)
+    summary = train(config)
+    state = torch.load(summary.checkpoint / "model.pt", weights_only=True)
+    logits = [v for k, v in state.items() if k.endswith("prev_layer_weights")]
+    assert len(logits) == 4  # tiny elc-bert: one per layer
+    moved = torch.cat([w.flatten() for w in logits[1:]]).abs()  # layer 0 mixes one output: no gradient
+    assert moved.max() == pytest.approx(lr * scale, rel=0.01)
+    assert records(tmp_path / "run", "train")[0]["lr"] == pytest.approx(lr)
+
+
+def test_mix_lr_scale_is_validated_and_resumes_exactly(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="mix_lr_scale"):
+        elc_config(dataset, tmp_path / "x", mix_lr_scale=0.0)
+    with pytest.raises(ConfigError, match="mix_lr_scale"):
+        elc_config(dataset, tmp_path / "x", mix_lr_scale="ten")
+    straight = train(elc_config(dataset, tmp_path / "a"))
+
+    def stop_at_2(event):
+        if event["event"] == "step" and event["step"] == 2:
+            raise KeyboardInterrupt
+
+    train(elc_config(dataset, tmp_path / "b"), on_event=stop_at_2)
+    second = train(elc_config(dataset, tmp_path / "b"), resume=True)  # three optimiser groups come back as saved
+    a = torch.load(straight.checkpoint / "model.pt", weights_only=True)
+    b = torch.load(second.checkpoint / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="mix_lr_scale"):
+        train(elc_config(dataset, tmp_path / "b", max_steps=8, mix_lr_scale=2.0), resume=True)
+
+
 def test_cli_run_checkpoint_resume_and_eval_mlm(dataset, tmp_path):
     run_file = tmp_path / "run.toml"
     run_file.write_text('eval_fraction = 0.1\ntensorboard = false\nplot = false\n[model]\nvariant = "normalized"\n')

@@ -124,6 +124,21 @@ def test_param_groups_exclusions():
     assert n_params == len(list(Toy().parameters()))  # the tied weight is listed once
 
 
+def test_mixing_logits_get_their_own_group_and_lr():
+    decay, no_decay, mix = param_groups(Toy(), 0.1, mix_lr_scale=10.0)
+    assert mix["names"] == ["prev_layer_weights"] and mix["weight_decay"] == 0.0 and mix["lr_scale"] == 10.0
+    assert "prev_layer_weights" not in no_decay["names"] and "lr_scale" not in no_decay
+    assert len(param_groups(Toy(), 0.1, mix_lr_scale=1.0)) == 2  # scale 1: the logits stay in the no-decay group
+    for name in ("adamw", "lamb"):
+        opt = build_optimizer(Toy(), name=name, lr=2e-3, weight_decay=0.01, mix_lr_scale=10.0)
+        assert [g["lr"] for g in opt.param_groups] == [2e-3, 2e-3, pytest.approx(2e-2)]
+        assert all("lr_scale" not in g for g in opt.param_groups)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
+        assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-3, pytest.approx(1e-2)]  # the schedule scales both
+        del sched
+    assert len(build_optimizer(torch.nn.Linear(2, 2), name="adamw", lr=1.0, mix_lr_scale=10.0).param_groups) == 2
+
+
 def test_build_optimizer_choices():
     adamw = build_optimizer(Toy(), name="adamw", lr=1e-3, weight_decay=0.01)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["foreach"] is True

@@ -172,6 +172,13 @@ class TrainConfig:
     group's weight decay is > 0, unclamped, as ltgoslo/elc-bert's lamb.py does (REFERENCE.md §1.3)."""
     lamb_max_trust_ratio: float = 10.0
     """LAMB standard mode: upper clamp of ‖w‖/‖update‖."""
+    mix_lr_scale: float | None = None
+    """Multiplier of ``lr`` for ELC-BERT's layer-mixing logits (``prev_layer_weights``). None = automatic
+    (:meth:`resolved_mix_lr_scale`): 1 with LAMB ``elc-faithful``, 10 otherwise. Why: in the original, LAMB's trust
+    ratio makes every weight matrix move by about ``lr`` *relative* to its norm per step, while the mixing logits,
+    which its trust-ratio quirk skips, take plain Adam steps of ``lr`` in absolute terms; under AdamW (or standard
+    LAMB) the logits move ~10-20× less relative to the rest of the network, barely leave their uniform start in a
+    short run, and ELC-BERT trails LTG-BERT (BENCHMARKS.md)."""
 
     schedule: str = "linear"
     """Learning-rate schedule after warmup: ``linear``, ``cosine``, ``one-cycle``, ``constant``."""
@@ -294,6 +301,8 @@ class TrainConfig:
         number("eps", 0.0, 1.0)
         number("weight_decay", 0.0, 1e3)
         number("lamb_max_trust_ratio", 0.0, 1e9, open_low=True)
+        if self.mix_lr_scale is not None:
+            number("mix_lr_scale", 0.0, 1e6, open_low=True)
         number("min_lr_ratio", 0.0, 1.0)
         number("clip", 0.0, 1e9)
         if (
@@ -375,6 +384,13 @@ class TrainConfig:
             starts.append(min(self.max_steps, round(acc * self.max_steps)))
             acc += p.fraction
         return starts
+
+    def resolved_mix_lr_scale(self) -> float:
+        """``mix_lr_scale``, or its automatic value: 1 with LAMB ``elc-faithful`` (the original's own dynamics),
+        10 with AdamW or standard LAMB."""
+        if self.mix_lr_scale is not None:
+            return float(self.mix_lr_scale)
+        return 1.0 if self.optimizer == "lamb" and self.lamb_trust_ratio == "elc-faithful" else 10.0
 
     def warmup_steps(self) -> int:
         """Warmup length in optimiser steps."""

@@ -39,8 +39,12 @@ def _is_no_decay(name: str, param: torch.nn.Parameter, module: nn.Module | None,
     return False
 
 
-def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: bool = True) -> list[dict[str, Any]]:
-    """Two parameter groups: decayed weights and the no-decay rest.
+def param_groups(
+    model: nn.Module, weight_decay: float, *, decay_embeddings: bool = True, mix_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """Parameter groups: decayed weights and the no-decay rest; with ``mix_lr_scale`` != 1 a third, no-decay group of
+    ELC-BERT's layer-mixing logits (``prev_layer_weights``) carrying ``"lr_scale"``, which :func:`build_optimizer`
+    turns into that group's ``lr`` (``TrainConfig.mix_lr_scale`` says why).
 
     No decay for: biases, LayerNorm/RMSNorm (and any ``*norm*``-named) weights, ``prev_layer_weights`` (ELC-BERT's
     layer mixing), every 1-D parameter, and embedding tables when ``decay_embeddings`` is False. Tied parameters are
@@ -50,11 +54,14 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: boo
     for module in model.modules():
         for p in module.parameters(recurse=False):
             owner.setdefault(id(p), module)
-    decay, no_decay, decay_names, no_decay_names = [], [], [], []
+    decay, no_decay, decay_names, no_decay_names, mix, mix_names = [], [], [], [], [], []
     for name, p in model.named_parameters():  # named_parameters() skips tied duplicates
         if not p.requires_grad:
             continue
-        if _is_no_decay(name, p, owner.get(id(p)), decay_embeddings):
+        if mix_lr_scale != 1.0 and "prev_layer_weights" in name:
+            mix.append(p)
+            mix_names.append(name)
+        elif _is_no_decay(name, p, owner.get(id(p)), decay_embeddings):
             no_decay.append(p)
             no_decay_names.append(name)
         else:
@@ -65,6 +72,8 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_embeddings: boo
         groups.append({"params": decay, "weight_decay": weight_decay, "names": decay_names})
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0, "names": no_decay_names})
+    if mix:
+        groups.append({"params": mix, "weight_decay": 0.0, "names": mix_names, "lr_scale": float(mix_lr_scale)})
     return groups
 
 
@@ -156,11 +165,15 @@ def build_optimizer(
     decay_embeddings: bool = True,
     trust_ratio: str = "standard",
     max_trust_ratio: float = 10.0,
+    mix_lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
-    """AdamW (``fused=True`` when the parameters are on CUDA, ``foreach`` otherwise) or :class:`Lamb`."""
-    groups = param_groups(model, weight_decay, decay_embeddings=decay_embeddings)
+    """AdamW (``fused=True`` when the parameters are on CUDA, ``foreach`` otherwise) or :class:`Lamb`; the groups of
+    :func:`param_groups` (ELC-BERT's mixing logits at ``lr * mix_lr_scale``)."""
+    groups = param_groups(model, weight_decay, decay_embeddings=decay_embeddings, mix_lr_scale=mix_lr_scale)
     for g in groups:
         g.pop("names")
+        if "lr_scale" in g:
+            g["lr"] = lr * g.pop("lr_scale")
     betas = (float(betas[0]), float(betas[1]))
     if name == "adamw":
         on_cuda = all(p.is_cuda for g in groups for p in g["params"])

@@ -528,6 +528,7 @@ def _train(
         decay_embeddings=config.decay_embeddings,
         trust_ratio=config.lamb_trust_ratio,
         max_trust_ratio=config.lamb_max_trust_ratio,
+        mix_lr_scale=config.resolved_mix_lr_scale(),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
