@@ -189,6 +189,11 @@ def quality(
 
     no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "vocab_size": train_data.vocab_size}
     results = {}
+    if mix_lr_scale is None:  # what `bertkit train` would use with this recipe's optimiser
+        elc = recipe == "elc"
+        mix_lr_scale = TrainConfig(
+            optimizer="lamb" if elc else "adamw", lamb_trust_ratio="elc-faithful" if elc else "standard"
+        ).resolved_mix_lr_scale()
     for name, arch, variant in (("ltg-bert", "ltg-bert", None), ("elc-bert zero", "elc-bert", "zero")):
         model = build(arch, variant, "tiny", no_dropout, seed=seed).train()
         if recipe == "elc":
@@ -201,15 +206,14 @@ def quality(
                 weight_decay=0.1,
                 decay_embeddings=False,
                 trust_ratio="elc-faithful",
-                mix_lr_scale=1.0 if mix_lr_scale is None else mix_lr_scale,
+                mix_lr_scale=mix_lr_scale,
             )
             schedule = make_lr_lambda(
                 schedule="cosine", warmup=max(1, round(0.016 * steps)), max_steps=steps, min_lr_ratio=0.1
             )
             clip = 2.0
         else:
-            mix = mix_lr_scale if mix_lr_scale is not None else TrainConfig(optimizer="adamw").resolved_mix_lr_scale()
-            opt = build_optimizer(model, name="adamw", lr=lr or 2e-3, weight_decay=0.01, mix_lr_scale=mix)
+            opt = build_optimizer(model, name="adamw", lr=lr or 2e-3, weight_decay=0.01, mix_lr_scale=mix_lr_scale)
             schedule = make_lr_lambda(schedule="linear", warmup=max(1, steps // 10), max_steps=steps, min_lr_ratio=0.0)
             clip = 1.0
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)

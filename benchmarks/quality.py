@@ -6,6 +6,7 @@ BERT without pretraining, and a bag-of-words floor.
     python benchmarks/quality.py --quick                    # minutes: 40 pretraining steps, 800 examples per task
     python benchmarks/quality.py --out table.md --json results.json
     python benchmarks/quality.py --json results.json --resume  # after a stop: keep the rows already finished
+    python benchmarks/quality.py --threads 1 --archs elc-bert --no-hf --no-control  # redo one architecture's row
     python benchmarks/quality.py                            # on a GPU: `small` presets, longer pretraining, bf16
 
 Needs $BERTKIT_DATA/news.txt (pretraining corpus) and the tasks of `scripts/prepare_tasks.py` in
