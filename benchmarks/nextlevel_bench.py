@@ -6,6 +6,7 @@ next-level model trained on the real corpora against the mean-pooled encoder bas
     python benchmarks/nextlevel_bench.py --skip-encode --train-steps 600 --eval-docs 2225   # a bigger quality run
     python benchmarks/nextlevel_bench.py --skip-encode --train-corpus bbc --train-steps 1500 --batch-size 8 \
         --seq-len 64 --lr 3e-4 --curve-every 250                                           # in-domain, with a curve
+    python benchmarks/nextlevel_bench.py --skip-encode --train-corpus bbc ... --preset small --eps 1e-6  # variants
 
 Needs $BERTKIT_DATA (scripts/fetch_data.py: news, BBC, KJV, Wikipedia, minilm/) and sentence-transformers. The
 defaults take about 30 minutes on 2 CPU cores; on CUDA the encode part uses 20,000 chunks and bf16.
@@ -142,6 +143,7 @@ def bench_encode(work: Path, n_chunks: int, repeat: int, device: str) -> dict:
 
 def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
     import numpy as np
+    import torch
 
     from bertkit.encode import NextLevelBERT, load_encoder
     from bertkit.encode.chunking import Chunker
@@ -164,15 +166,20 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
     enc_summary = encode_dataset(dataset, encoder, store)
     encode_s = time.perf_counter() - t
     run = work / f"run-{name}-{cs}-{args.train_steps}x{args.batch_size}x{args.seq_len}-lr{args.lr:g}"
+    if args.preset != "minilm":
+        run = run.with_name(f"{run.name}-{args.preset}")
+    if args.eps is not None:
+        run = run.with_name(f"{run.name}-eps{args.eps:g}")
     config = TrainConfig(
         data=str(store),
         out=str(run),
         arch="nextlevel",
-        preset="minilm",
+        preset=args.preset,
         seq_len=args.seq_len,
         batch_size=args.batch_size,
         max_steps=args.train_steps,
         lr=args.lr,
+        eps=args.eps,
         weight_decay=0.0,
         schedule="cosine",
         warmup=0.05,
@@ -214,7 +221,11 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         q, d = v[: len(bbc)], v[len(bbc) :]
         return retrieval_metrics(q @ d.T, relevant, k=10)
 
-    init = NextLevelForPreTraining.from_encoder(str(encoder.root), model.config)
+    if model.config.init_from_encoder:
+        init = NextLevelForPreTraining.from_encoder(str(encoder.root), model.config)
+    else:  # a fresh random initialisation of the same shape (seeded like the run)
+        torch.manual_seed(config.seed)
+        init = NextLevelForPreTraining(model.config)
     init_model = NextLevelBERT(init.to(encoder.device), encoder)
     curve = {}
     if args.curve_every:
@@ -231,6 +242,8 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         "train_chunks": enc_summary["chunks"],
         "chunk_size": cs,
         "train_steps": args.train_steps,
+        "preset": args.preset,
+        "eps": config.resolved_eps(),
         "batch": f"{args.batch_size} x {args.seq_len}",
         "final_loss": final_loss,
         "encode_train_s": encode_s,
@@ -263,6 +276,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--eps", type=float, default=None, help="Adam eps (default: automatic, 1e-8 for NextLevel)")
+    p.add_argument(
+        "--preset",
+        choices=("minilm", "small"),
+        default="minilm",
+        help="minilm: the paper's start from the encoder's transformer; small: the same shape, randomly initialised",
+    )
     p.add_argument("--eval-docs", type=int, default=400, help="held-out BBC articles (targets) and their titles")
     p.add_argument("--skip-encode", action="store_true")
     p.add_argument("--skip-retrieval", action="store_true")
@@ -293,7 +313,8 @@ def main() -> None:
         print(
             f"\nretrieval: BBC title → article, {r['eval_docs']} held-out articles; NextLevel trained on "
             f"{r['train_documents']:,} documents ({r['train_chunks']:,} chunks of {r['chunk_size']} tokens), "
-            f"{r['train_steps']} steps of {r['batch']} (encode {r['encode_train_s']:.0f} s, train {r['train_s']:.0f} s)"
+            f"{r['train_steps']} steps of {r['batch']}, preset {r['preset']}, Adam eps {r['eps']:g} "
+            f"(encode {r['encode_train_s']:.0f} s, train {r['train_s']:.0f} s)"
             "\n\n| model | MRR | MAP | Hit@1 | Hit@10 | MRR vs baseline |\n|---|---|---|---|---|---|"
         )
         for label, m in r["results"].items():

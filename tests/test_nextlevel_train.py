@@ -67,6 +67,18 @@ def test_the_loss_goes_down(nl_world, tmp_path):
     assert losses[-1] < losses[0] and run.final_loss < losses[0]
 
 
+def test_adam_eps_is_the_originals_unless_set(nl_world, tmp_path):
+    # the original's torch AdamW default 1e-8: NextLevel gradients are ~1e-6 per entry, BERT's 1e-6 would damp them
+    def eps_of(run):
+        state = torch.load(run.checkpoint / "optimizer.pt", weights_only=True)
+        return {g["eps"] for g in state["param_groups"]}
+
+    auto = train(config(nl_world[2], tmp_path / "auto", max_steps=1, eval_every=0))
+    assert eps_of(auto) == {1e-8}
+    chosen = train(config(nl_world[2], tmp_path / "set", max_steps=1, eval_every=0, eps=1e-6))
+    assert eps_of(chosen) == {1e-6}
+
+
 def test_paper_preset_starts_from_the_encoder(nl_world, tmp_path):
     from bertkit.export.hf import load_hf_bert
 

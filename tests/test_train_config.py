@@ -112,6 +112,15 @@ def test_validation_errors(changes, needle):
         TrainConfig(**changes)
 
 
+def test_automatic_adam_eps():
+    assert TrainConfig().eps is None and TrainConfig().resolved_eps() == 1e-6  # BERT's
+    assert TrainConfig(arch="nextlevel").resolved_eps() == 1e-8  # NextLevelBERT's (torch AdamW default)
+    assert TrainConfig(arch="nextlevel", eps=1e-6).resolved_eps() == 1e-6
+    assert TrainConfig(eps=0.0).resolved_eps() == 0.0
+    with pytest.raises(ConfigError, match="eps"):
+        TrainConfig(eps=-1e-8)
+
+
 def test_warmup_fraction_and_to_dict_round_trip(tmp_path):
     c = TrainConfig(warmup=0.016, max_steps=15625, model={"a": 1})
     assert c.warmup_steps() == 250
@@ -126,6 +135,15 @@ def test_config_diff_lists_keys_outside_the_mutable_set():
     a, b = TrainConfig(lr=1e-3).to_dict(), TrainConfig(lr=2e-3, log_every=5).to_dict()
     diff = config_diff(a, b)
     assert len(diff) == 1 and diff[0].startswith("lr:")
+
+
+def test_config_diff_compares_automatic_values_by_what_they_resolve_to():
+    auto, same = TrainConfig(arch="nextlevel").to_dict(), TrainConfig(arch="nextlevel", eps=1e-8).to_dict()
+    assert config_diff(auto, same) == []
+    assert config_diff(auto, TrainConfig(arch="nextlevel", eps=1e-6).to_dict()) == ["eps: 1e-08 → 1e-06"]
+    assert config_diff(TrainConfig().to_dict(), TrainConfig(mix_lr_scale=10.0).to_dict()) == []
+    older = {k: v for k, v in auto.items() if k != "eps"}  # a run from before the key existed stays different
+    assert config_diff(older, auto) == ["eps: '<absent>' → 1e-08"]
 
 
 def test_config_module_does_not_import_torch():

@@ -160,8 +160,11 @@ class TrainConfig:
     """Peak learning rate."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     """Adam betas."""
-    eps: float = 1e-6
-    """Adam epsilon."""
+    eps: float | None = None
+    """Adam epsilon. None = automatic (:meth:`resolved_eps`): 1e-8 for ``nextlevel`` (the original's torch AdamW
+    default), 1e-6 for the token models (BERT's). Why it matters: NextLevelBERT's regression loss on unit-norm chunk
+    vectors is ~1e-3, so half of its gradient entries are below 1e-6 (measured on the MiniLM-initialised model), and
+    an eps of 1e-6 would shrink those Adam steps several-fold."""
     weight_decay: float = 0.01
     """Decoupled weight decay (not applied to biases, norm weights, ``prev_layer_weights``, optionally
     embeddings)."""
@@ -298,7 +301,8 @@ class TrainConfig:
         number("span_mean", 1.0, 1e6)
         number("label_smoothing", 0.0, 1.0)
         number("lr", 0.0, 1e3, open_low=True)
-        number("eps", 0.0, 1.0)
+        if self.eps is not None:
+            number("eps", 0.0, 1.0)
         number("weight_decay", 0.0, 1e3)
         number("lamb_max_trust_ratio", 0.0, 1e9, open_low=True)
         if self.mix_lr_scale is not None:
@@ -385,12 +389,14 @@ class TrainConfig:
             acc += p.fraction
         return starts
 
+    def resolved_eps(self) -> float:
+        """``eps``, or its automatic value: 1e-8 for ``nextlevel``, 1e-6 otherwise."""
+        return float(_resolve(self.to_dict(), "eps"))
+
     def resolved_mix_lr_scale(self) -> float:
         """``mix_lr_scale``, or its automatic value: 1 with LAMB ``elc-faithful`` (the original's own dynamics),
         10 with AdamW or standard LAMB."""
-        if self.mix_lr_scale is not None:
-            return float(self.mix_lr_scale)
-        return 1.0 if self.optimizer == "lamb" and self.lamb_trust_ratio == "elc-faithful" else 10.0
+        return float(_resolve(self.to_dict(), "mix_lr_scale"))
 
     def warmup_steps(self) -> int:
         """Warmup length in optimiser steps."""
@@ -467,13 +473,28 @@ def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
     return out
 
 
+def _resolve(config: Mapping[str, Any], key: str, absent: Any = None) -> Any:
+    """The value of ``key`` in a config dict, with the automatic ones (None) resolved: ``eps`` (1e-8 for nextlevel,
+    else 1e-6) and ``mix_lr_scale`` (1 with LAMB ``elc-faithful``, else 10). A missing key gives ``absent``."""
+    if key not in config:
+        return absent
+    value = config[key]
+    if value is not None or key not in ("eps", "mix_lr_scale"):
+        return value
+    if key == "eps":
+        return 1e-8 if config.get("arch", "bert") == "nextlevel" else 1e-6
+    faithful = config.get("optimizer") == "lamb" and config.get("lamb_trust_ratio") == "elc-faithful"
+    return 1.0 if faithful else 10.0
+
+
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: frozenset[str] = RESUME_MUTABLE) -> list[str]:
-    """Human-readable ``key: old → new`` lines for the keys (outside ``ignore``) whose values differ."""
+    """Human-readable ``key: old → new`` lines for the keys (outside ``ignore``) whose values differ; an automatic
+    value (None) counts as the value it resolves to, so ``eps = 1e-8`` resumes an automatic-eps NextLevel run."""
     lines = []
     for k in sorted(set(old) | set(new)):
         if k in ignore:
             continue
-        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        a, b = _resolve(old, k, "<absent>"), _resolve(new, k, "<absent>")
         if a != b:
             lines.append(f"{k}: {a!r} → {b!r}")
     return lines

@@ -523,7 +523,7 @@ def _train(
         name=config.optimizer,
         lr=config.lr,
         betas=config.betas,
-        eps=config.eps,
+        eps=config.resolved_eps(),
         weight_decay=config.weight_decay,
         decay_embeddings=config.decay_embeddings,
         trust_ratio=config.lamb_trust_ratio,
