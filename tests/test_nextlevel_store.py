@@ -168,3 +168,38 @@ def test_encode_cli(nl_world, tmp_path):
     bad = runner.invoke(app, ["encode", str(dataset), "--out", str(tmp_path / "x"), "--shard", "3"])
     assert bad.exit_code == 1 and "expected I/N" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="inductor needs a C++ compiler")
+def test_encode_cli_compile_writes_the_same_store(nl_world, tmp_path):
+    # `--compile`: torch.compile with dynamic shapes; ragged batches (documents end in short chunks) and a short last
+    # batch run through the same compiled graph, and the store equals the eager one up to float16 rounding
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    encoder_dir, dataset, store, _ = nl_world
+    out = tmp_path / "emb"
+    args = ["encode", str(dataset), "--encoder", str(encoder_dir), "--out", str(out), "--device", "cpu"]
+    res = CliRunner(env={"COLUMNS": "300"}).invoke(app, [*args, "--batch-size", "7", "--compile", "-q"])
+    assert res.exit_code == 0, res.output
+    ours, eager = open_store(out), open_store(store)
+    assert ours.num_chunks == eager.num_chunks and not verify_store(out)
+    a, b = ours.slice(0, ours.num_chunks).astype(np.float32), eager.slice(0, eager.num_chunks).astype(np.float32)
+    np.testing.assert_allclose(a, b, atol=2e-3)
+    assert np.mean(np.abs(a - b) > 0) < 0.05  # nearly every float16 value identical
+
+
+def test_a_failing_compile_is_a_clear_error(nl_world, monkeypatch):
+    import torch
+
+    def broken(model, **kwargs):
+        def run(*args):
+            raise RuntimeError("no working C++ compiler found\nlong backend traceback")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    enc = load_encoder(nl_world[0], device="cpu", compile=True)
+    with pytest.raises(ConfigError, match=r"torch.compile failed \(RuntimeError: no working C\+\+ compiler found\)"):
+        enc.encode_texts(["a first text", "and another one"])

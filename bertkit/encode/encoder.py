@@ -185,6 +185,7 @@ class SentenceEncoder:
         device: str = "auto",
         precision: str = "auto",
         max_seq_length: int | None = None,
+        compile: bool = False,
     ) -> None:
         import torch
 
@@ -229,6 +230,11 @@ class SentenceEncoder:
         self.model = model.to(self.device).eval()
         self.checksum = _weights_checksum(layout.transformer_dir)
         self._torch = torch
+        # torch.compile (inductor): the same maths with the elementwise work (bias + erf-GELU, LayerNorm, residual
+        # adds) fused; dynamic shapes, so ragged batch widths and the last short batch do not recompile.
+        self.compiled = bool(compile)
+        self._forward: Callable[..., Any] = torch.compile(self.model, dynamic=True) if compile else self.model
+        self._forward_ran = False
 
     @property
     def dim(self) -> int:
@@ -313,9 +319,9 @@ class SentenceEncoder:
         torch = self._torch
         if self.autocast is not None:
             with torch.autocast(self.device.type, dtype=self.autocast):
-                hidden = self.model(ids, mask)
+                hidden = self._run(ids, mask)
         else:
-            hidden = self.model(ids, mask)
+            hidden = self._run(ids, mask)
         hidden = hidden.float()  # (B, T, d)
         if self.pooling == "cls":
             pooled = hidden[:, 0]
@@ -327,6 +333,20 @@ class SentenceEncoder:
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
         return pooled
+
+    def _run(self, ids: Any, mask: Any) -> Any:
+        if self._forward_ran or not self.compiled:
+            return self._forward(ids, mask)
+        try:  # the first call compiles: inductor needs a working C++ toolchain (CPU) or Triton (CUDA)
+            hidden = self._forward(ids, mask)
+        except Exception as e:  # noqa: BLE001 - any backend failure becomes one clear user error
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(
+                f"compiling encoder {self.root} with torch.compile failed ({type(e).__name__}: {first}); "
+                "run without --compile"
+            ) from None
+        self._forward_ran = True
+        return hidden
 
 
 def _device(device: str) -> Any:
@@ -363,9 +383,16 @@ def load_encoder(
     device: str = "auto",
     precision: str = "auto",
     max_seq_length: int | None = None,
+    compile: bool = False,
 ) -> SentenceEncoder:
-    """Resolve (offline) and load an encoder; ConfigError / FormatError naming the directory when it is not one."""
+    """Resolve (offline) and load an encoder; ConfigError / FormatError naming the directory when it is not one.
+    ``compile=True`` runs it through ``torch.compile`` (worth it for long jobs: the first batches pay the compile)."""
     root = resolve_encoder(name_or_path)
     return SentenceEncoder(
-        root, os.fspath(name_or_path), device=device, precision=precision, max_seq_length=max_seq_length
+        root,
+        os.fspath(name_or_path),
+        device=device,
+        precision=precision,
+        max_seq_length=max_seq_length,
+        compile=compile,
     )

@@ -340,13 +340,16 @@ def encode_dataset(
     shard_chunks: int = DEFAULT_SHARD_CHUNKS,
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Encode every chunk of ``dataset`` (prepared with ``--instances chunks``) with ``encoder`` (a name, a
     directory or a loaded :class:`~bertkit.encode.encoder.SentenceEncoder`) into the store ``out``.
 
     ``shard=(I, N)`` encodes only the store shards ``i % N == I``; the manifest is written by whichever call completes
     the last shard. Completed shards are never encoded again (resume). ``on_progress(done, total)`` counts this
-    call's chunks. Returns a summary (documents, chunks, shards done now / before, ``complete``, seconds).
+    call's chunks. ``compile`` loads the encoder (when given by name) under ``torch.compile``; it does not change
+    the store (the embeddings agree to float tolerance), so a job may resume with or without it. Returns a summary
+    (documents, chunks, shards done now / before, ``complete``, seconds).
     """
     from bertkit.encode.encoder import SentenceEncoder, load_encoder
 
@@ -362,7 +365,7 @@ def encode_dataset(
     if isinstance(encoder, SentenceEncoder):
         enc = encoder
     else:
-        enc = load_encoder(encoder, device=device, precision=precision, max_seq_length=max_seq_length)
+        enc = load_encoder(encoder, device=device, precision=precision, max_seq_length=max_seq_length, compile=compile)
     data_manifest = ds.manifest
     _check_tokenizers(dataset, data_manifest.tokenizer, enc.tokenizer_info, enc.name)
     import xxhash
