@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Every GPU check of the open issues (training engine, NarrowBERT / ELC-BERT / layer_mix, masked_lm_loss) in one
+# call on a CUDA machine, each step under its own time limit so that one slow step cannot starve the others, in
+# priority order. Results go to $OUT (the device tool's folder that comes back; default /tmp/bertkit-gpu-checks):
+# summary.md (the tail of every step and its exit code) and one full log per step.
+#
+# The device machine has torch, triton, transformers, typer, rich, xxhash and pytest but not bertkit's Rust
+# extension: build it here (`make build` leaves bertkit/_core.abi3.so, abi3, so Python 3.12 there loads it) and carry
+# it. The steps use synthetic batches and need no data beyond data/vocab.txt (the training smoke prepares news.txt).
+#
+#   run(command="bash scripts/gpu_checks.sh", timeout_s=570,
+#       carry=["bertkit/_core.abi3.so", "data/news.txt", "data/vocab.txt"])
+#
+# About 8 minutes on an H100/H200 with --repeat 2 (set GPU_CHECKS_REPEAT). Without CUDA it refuses to start unless
+# called with --allow-cpu (a mechanics check of the script itself: every step then reports its CPU fallback or skip).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 BERTKIT_DATA="${BERTKIT_DATA:-$PWD/data}" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT="${OUT:-/tmp/bertkit-gpu-checks}"
+REPEAT="${GPU_CHECKS_REPEAT:-2}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.md"
+: >"$SUMMARY"
+
+if ! "$PY" -c "import bertkit._core" 2>/dev/null; then
+    echo "bertkit/_core.abi3.so is missing or does not load: run \`make build\` and carry bertkit/_core.abi3.so" | tee -a "$SUMMARY"
+    exit 2
+fi
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    if [[ "${1:-}" != "--allow-cpu" ]]; then
+        echo "no CUDA device: these are the GPU checks (pass --allow-cpu to check the script's mechanics)" | tee -a "$SUMMARY"
+        exit 3
+    fi
+    echo "(--allow-cpu: no CUDA; the steps show their CPU fallbacks or skips)" >>"$SUMMARY"
+fi
+{
+    echo "# bertkit GPU checks, $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: none"
+    "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1
+} >>"$SUMMARY"
+
+# step NAME SECONDS CMD...: run CMD under a time limit, full log to $OUT/NAME.log, its tail and exit code to summary.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local t0=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    {
+        echo
+        echo "## $name (exit $rc$([[ $rc == 124 ]] && echo ": hit its ${limit} s limit"), $((SECONDS - t0)) s): $*"
+        echo '```'
+        tail -n 25 "$OUT/$name.log"
+        echo '```'
+    } >>"$SUMMARY"
+}
+
+# 1. bf16 / CUDA correctness: the Triton kernels against their references on the GPU, device-side masking without
+#    host syncs, NarrowBERT under bf16 autocast.
+step tests 150 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" \
+    tests/ops tests/test_masking.py tests/test_models_narrowbert.py
+# 2. masked_lm_loss against gather + matmul + cross_entropy and the full head (M = 0.15*256*128, d 768, V 30522).
+step masked_lm_loss 60 "$PY" benchmarks/masked_lm_loss_bench.py
+# 3. Training throughput / MFU / peak memory vs HF BertForMaskedLM (base, seq 128, bf16).
+step train 120 "$PY" benchmarks/train_bench.py --cuda-only --repeat "$REPEAT"
+# 4. layer_mix against the original's eager loop and a tensordot over stacked outputs (12 layers, 768, 256x128).
+step layer_mix 45 "$PY" benchmarks/layer_mix_bench.py
+# 5. NarrowBERT step and seq-512 inference vs BERT; 6. ELC-BERT step vs LTG-BERT (base, bf16).
+step narrow 75 "$PY" benchmarks/narrow_bench.py --cuda-only --repeat "$REPEAT"
+step elc 75 "$PY" benchmarks/elc_bench.py --cuda-only --repeat "$REPEAT"
+# 7. The CLI end to end on the GPU: prepare news, 60 steps of the small preset (bf16 autocast, fused AdamW, MFU in
+#    the log), eval mlm.
+export PY
+step train_smoke 75 bash -c '
+    work=$(mktemp -d)
+    "$PY" -m cli prepare "$BERTKIT_DATA/news.txt" --tokenizer "$BERTKIT_DATA/vocab.txt" --out "$work/news" -q &&
+        "$PY" -m cli train --arch bert --preset small --data "$work/news" --out "$work/run" --max-steps 60 \
+            --batch-size 64 --seq-len 128 --eval-every 60 --log-every 10 &&
+        "$PY" -m cli eval mlm "$work/run" --data "$work/news" --show 1'
+echo >>"$SUMMARY"
+echo "done in ${SECONDS} s" >>"$SUMMARY"
