@@ -11,7 +11,8 @@
 #   run(command="bash scripts/gpu_checks.sh", timeout_s=570,
 #       carry=["bertkit/_core.abi3.so", "data/news.txt", "data/vocab.txt"])
 #
-# About 8 minutes on an H100/H200 with --repeat 2 (set GPU_CHECKS_REPEAT). Without CUDA it refuses to start unless
+# The step limits add up to 8.5 minutes (not yet run on a GPU: no device was lent so far); --repeat 2 by default
+# (GPU_CHECKS_REPEAT). Without CUDA it refuses to start unless
 # called with --allow-cpu (a mechanics check of the script itself: every step then reports its CPU fallback or skip).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
