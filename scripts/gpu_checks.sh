@@ -8,10 +8,10 @@
 # extension: build it here (`make build` leaves bertkit/_core.abi3.so, abi3, so Python 3.12 there loads it) and carry
 # it. The steps use synthetic batches and need no data beyond data/vocab.txt (the training smoke prepares news.txt).
 #
-#   run(command="bash scripts/gpu_checks.sh", timeout_s=570,
+#   run(command="bash scripts/gpu_checks.sh", timeout_s=590,
 #       carry=["bertkit/_core.abi3.so", "data/news.txt", "data/vocab.txt"])
 #
-# The step limits add up to 8.5 minutes (not yet run on a GPU: no device was lent so far); --repeat 2 by default
+# The step limits add up to 530 s (not yet run on a GPU: no device was lent so far); --repeat 2 by default
 # (GPU_CHECKS_REPEAT). Without CUDA it refuses to start unless
 # called with --allow-cpu (a mechanics check of the script itself: every step then reports its CPU fallback or skip).
 set -u -o pipefail
@@ -59,21 +59,21 @@ step() {
 
 # 1. bf16 / CUDA correctness: the Triton kernels against their references on the GPU, device-side masking without
 #    host syncs, NarrowBERT under bf16 autocast.
-step tests 150 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" \
+step tests 120 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" \
     tests/ops tests/test_masking.py tests/test_models_narrowbert.py
 # 2. masked_lm_loss against gather + matmul + cross_entropy and the full head (M = 0.15*256*128, d 768, V 30522).
-step masked_lm_loss 60 "$PY" benchmarks/masked_lm_loss_bench.py
+step masked_lm_loss 50 "$PY" benchmarks/masked_lm_loss_bench.py
 # 3. Training throughput / MFU / peak memory vs HF BertForMaskedLM (base, seq 128, bf16).
-step train 120 "$PY" benchmarks/train_bench.py --cuda-only --repeat "$REPEAT"
+step train 110 "$PY" benchmarks/train_bench.py --cuda-only --repeat "$REPEAT"
 # 4. layer_mix against the original's eager loop and a tensordot over stacked outputs (12 layers, 768, 256x128).
-step layer_mix 45 "$PY" benchmarks/layer_mix_bench.py
+step layer_mix 40 "$PY" benchmarks/layer_mix_bench.py
 # 5. NarrowBERT step and seq-512 inference vs BERT; 6. ELC-BERT step vs LTG-BERT (base, bf16).
-step narrow 75 "$PY" benchmarks/narrow_bench.py --cuda-only --repeat "$REPEAT"
-step elc 75 "$PY" benchmarks/elc_bench.py --cuda-only --repeat "$REPEAT"
+step narrow 70 "$PY" benchmarks/narrow_bench.py --cuda-only --repeat "$REPEAT"
+step elc 70 "$PY" benchmarks/elc_bench.py --cuda-only --repeat "$REPEAT"
 # 7. The CLI end to end on the GPU: prepare news, 60 steps of the small preset (bf16 autocast, fused AdamW, MFU in
 #    the log), eval mlm.
 export PY
-step train_smoke 75 bash -c '
+step train_smoke 70 bash -c '
     work=$(mktemp -d)
     "$PY" -m cli prepare "$BERTKIT_DATA/news.txt" --tokenizer "$BERTKIT_DATA/vocab.txt" --out "$work/news" -q &&
         "$PY" -m cli train --arch bert --preset small --data "$work/news" --out "$work/run" --max-steps 60 \
