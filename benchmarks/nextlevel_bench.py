@@ -178,11 +178,14 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         run = run.with_name(f"{run.name}-{args.preset}")
     if args.eps is not None:
         run = run.with_name(f"{run.name}-eps{args.eps:g}")
+    if args.fresh_init != "bert":
+        run = run.with_name(f"{run.name}-{args.fresh_init}-init")
     config = TrainConfig(
         data=str(store),
         out=str(run),
         arch="nextlevel",
         preset=args.preset,
+        model={"fresh_init": args.fresh_init},
         seq_len=args.seq_len,
         batch_size=args.batch_size,
         max_steps=args.train_steps,
@@ -251,6 +254,7 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         "chunk_size": cs,
         "train_steps": args.train_steps,
         "preset": args.preset,
+        "fresh_init": args.fresh_init,
         "eps": config.resolved_eps(),
         "batch": f"{args.batch_size} x {args.seq_len}",
         "final_loss": final_loss,
@@ -286,6 +290,12 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--eps", type=float, default=None, help="Adam eps (default: automatic, 1e-8 for NextLevel)")
+    p.add_argument(
+        "--fresh-init",
+        choices=("bert", "original"),
+        default="bert",
+        help="init of positions, special vectors and head: normal(0, 0.02) or PyTorch's defaults as the original",
+    )
     p.add_argument(
         "--preset",
         choices=("minilm", "small"),
@@ -325,7 +335,9 @@ def main() -> None:
         print(
             f"\nretrieval: BBC title → article, {r['eval_docs']} held-out articles; NextLevel trained on "
             f"{r['train_documents']:,} documents ({r['train_chunks']:,} chunks of {r['chunk_size']} tokens), "
-            f"{r['train_steps']} steps of {r['batch']}, preset {r['preset']}, Adam eps {r['eps']:g} "
+            f"{r['train_steps']} steps of {r['batch']}, preset {r['preset']} "
+            f"({r['fresh_init']} init of the new parts), "
+            f"Adam eps {r['eps']:g} "
             f"(encode {r['encode_train_s']:.0f} s, train {r['train_s']:.0f} s)"
             "\n\n| model | MRR | MAP | Hit@1 | Hit@10 | MRR vs baseline |\n|---|---|---|---|---|---|"
         )

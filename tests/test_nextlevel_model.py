@@ -177,6 +177,31 @@ def test_init_copies_the_encoder_weights(nl_world):
     assert fresh.config.init_from_encoder is False and fresh.config.hidden_size == 32
 
 
+def test_fresh_parts_initialised_as_bert_or_as_the_original(nl_world):
+    # the original builds positions, special vectors and head after loading the encoder and leaves them at
+    # PyTorch's defaults (N(0, 1) embeddings, Kaiming-uniform linears); "bert" gives them normal(0, 0.02)
+    from bertkit.export.hf import load_hf_bert
+
+    data = ChunkBlocks(nl_world[2], seq_len=16, batch_size=2)
+    _, state = load_hf_bert(nl_world[0])
+    torch.manual_seed(0)
+    bert = NextLevelForPreTraining.for_data(data, "minilm", {})
+    original = NextLevelForPreTraining.for_data(data, "minilm", {"fresh_init": "original"})
+    for model, std in ((bert, 0.02), (original, 1.0)):
+        e = model.embeddings
+        for table in (e.position_embeddings.weight, e.special_embeddings.weight[1:]):
+            assert abs(table.std().item() - std) < 0.25 * std
+        assert torch.count_nonzero(e.special_embeddings.weight[SPECIAL["pad"]]) == 0
+        own = model.state_dict()
+        assert all(torch.equal(own[k], state[f"bert.{k}"]) for k in own if k.startswith("encoder."))
+    bound = 1 / math.sqrt(original.head.dense.in_features)  # Kaiming-uniform(a=sqrt(5)): U(-1/sqrt(fan_in), ...)
+    w = original.head.dense.weight
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound and original.head.dense.bias.abs().max() > 0
+    assert bert.head.dense.bias.abs().max() == 0 and abs(bert.head.dense.weight.std().item() - 0.02) < 0.005
+    with pytest.raises(ConfigError, match="fresh_init 'torch' is not one of bert, original"):
+        build_config("nextlevel", "tiny", fresh_init="torch")
+
+
 def test_store_dimension_must_match_the_model(nl_world):
     data = ChunkBlocks(nl_world[2], seq_len=16, batch_size=2)
     with pytest.raises(ConfigError, match="has dimension 32 but the model's embedding_dim is 16"):

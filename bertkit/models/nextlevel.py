@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 LOSSES = ("smoothl1", "l1", "mse", "cosine")
+FRESH_INITS = ("bert", "original")
 SPECIAL = {"pad": 0, "cls": 1, "sep": 2, "mask": 3}
 """Rows of the special-vector table; ``special_ids`` is -1 where the input is a chunk vector."""
 CHUNK = -1
@@ -74,6 +75,10 @@ class NextLevelConfig(ModelConfig):
     loss: str = "smoothl1"  # one of LOSSES
     smooth_l1_beta: float = 1.0
     init_from_encoder: bool = False  # the trainer copies the transformer of the store's encoder (the paper: True)
+    # Initialisation of the parts the original creates afresh (positions, special vectors, prediction head): "bert"
+    # (normal(0, initializer_range), as BERT's own init) or "original" (left at PyTorch's defaults, as the original
+    # code leaves them: N(0, 1) embeddings with a zero pad row, Kaiming-uniform linears).
+    fresh_init: str = "bert"
     encoder: str = ""  # encoder of the chunk embeddings (name or directory), recorded by the trainer for inference
     encoder_checksum: str = ""  # its weights' xxh3 (bertkit.encode); inference refuses another encoder
     chunk_size: int = 256  # how documents were chunked (0 = sentences); inference cuts texts the same way
@@ -100,6 +105,8 @@ class NextLevelConfig(ModelConfig):
             raise ConfigError("NextLevelConfig.max_position_embeddings must be >= 3 ([CLS] + a chunk + [SEP])")
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"NextLevelConfig.hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
+        if self.fresh_init not in FRESH_INITS:
+            raise ConfigError(f"NextLevelConfig.fresh_init {self.fresh_init!r} is not one of {', '.join(FRESH_INITS)}")
         if self.loss not in LOSSES:
             raise ConfigError(f"NextLevelConfig.loss {self.loss!r} is not one of {', '.join(LOSSES)}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
@@ -255,6 +262,10 @@ class NextLevelForPreTraining(nn.Module):
         self.head = NextLevelPredictionHead(config)
         for module in self.modules():
             _init_module(module, config.initializer_range)
+        if config.fresh_init == "original":
+            e, h = self.embeddings, self.head
+            for module in (e.special_embeddings, e.position_embeddings, h.dense, h.decoder):
+                module.reset_parameters()  # PyTorch's default init (the pad row of the special table stays zero)
 
     # -------------------------------------------------------------------------------------------- building
 
