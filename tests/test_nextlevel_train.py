@@ -79,6 +79,36 @@ def test_adam_eps_is_the_originals_unless_set(nl_world, tmp_path):
     assert eps_of(chosen) == {1e-6}
 
 
+def test_the_paper_recipe_file_runs(nl_world, tmp_path):
+    from pathlib import Path
+
+    from bertkit.train.config import TrainConfig
+
+    recipe = Path(__file__).resolve().parent.parent / "configs" / "nextlevel-paper.toml"
+    c = TrainConfig.from_toml(recipe)
+    assert (c.arch, c.preset, c.optimizer, c.lr, c.weight_decay, c.clip, c.resolved_eps()) == (
+        "nextlevel",
+        "minilm",
+        "adamw",
+        1e-4,
+        0.0,
+        0.0,
+        1e-8,
+    )
+    assert (c.schedule, c.warmup_steps(), c.max_steps, c.seq_len, c.batch_size, c.grad_accum) == (
+        "cosine",
+        1312,
+        26250,
+        512,
+        64,
+        2,
+    )
+    small = {"seq_len": 16, "batch_size": 4, "max_steps": 2, "eval_every": 0, "checkpoint_every": 0}
+    run = TrainConfig.from_toml(recipe, {"data": str(nl_world[2]), "out": str(tmp_path / "r"), **small})
+    summary = train(run)
+    assert summary.step == 2 and ck.read_meta(summary.checkpoint)["model_config"]["init_from_encoder"]
+
+
 def test_paper_preset_starts_from_the_encoder(nl_world, tmp_path):
     from bertkit.export.hf import load_hf_bert
 
