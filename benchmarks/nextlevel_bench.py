@@ -180,12 +180,14 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         run = run.with_name(f"{run.name}-eps{args.eps:g}")
     if args.fresh_init != "bert":
         run = run.with_name(f"{run.name}-{args.fresh_init}-init")
+    if args.loss != "smoothl1":
+        run = run.with_name(f"{run.name}-{args.loss}")
     config = TrainConfig(
         data=str(store),
         out=str(run),
         arch="nextlevel",
         preset=args.preset,
-        model={"fresh_init": args.fresh_init},
+        model={"fresh_init": args.fresh_init, "loss": args.loss},
         seq_len=args.seq_len,
         batch_size=args.batch_size,
         max_steps=args.train_steps,
@@ -255,6 +257,7 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         "train_steps": args.train_steps,
         "preset": args.preset,
         "fresh_init": args.fresh_init,
+        "loss": args.loss,
         "eps": config.resolved_eps(),
         "batch": f"{args.batch_size} x {args.seq_len}",
         "final_loss": final_loss,
@@ -290,6 +293,7 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--eps", type=float, default=None, help="Adam eps (default: automatic, 1e-8 for NextLevel)")
+    p.add_argument("--loss", choices=("smoothl1", "l1", "mse", "cosine"), default="smoothl1")
     p.add_argument(
         "--fresh-init",
         choices=("bert", "original"),
@@ -336,7 +340,7 @@ def main() -> None:
             f"\nretrieval: BBC title → article, {r['eval_docs']} held-out articles; NextLevel trained on "
             f"{r['train_documents']:,} documents ({r['train_chunks']:,} chunks of {r['chunk_size']} tokens), "
             f"{r['train_steps']} steps of {r['batch']}, preset {r['preset']} "
-            f"({r['fresh_init']} init of the new parts), "
+            f"({r['fresh_init']} init of the new parts), {r['loss']} loss, "
             f"Adam eps {r['eps']:g} "
             f"(encode {r['encode_train_s']:.0f} s, train {r['train_s']:.0f} s)"
             "\n\n| model | MRR | MAP | Hit@1 | Hit@10 | MRR vs baseline |\n|---|---|---|---|---|---|"
