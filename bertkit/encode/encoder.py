@@ -232,9 +232,8 @@ class SentenceEncoder:
         self._torch = torch
         # torch.compile (inductor): the same maths with the elementwise work (bias + erf-GELU, LayerNorm, residual
         # adds) fused; dynamic shapes, so ragged batch widths and the last short batch do not recompile.
-        self.compiled = bool(compile)
         self._forward: Callable[..., Any] = torch.compile(self.model, dynamic=True) if compile else self.model
-        self._forward_ran = False
+        self._compile_pending = bool(compile)  # until the first compiled call has succeeded
 
     @property
     def dim(self) -> int:
@@ -335,7 +334,7 @@ class SentenceEncoder:
         return pooled
 
     def _run(self, ids: Any, mask: Any) -> Any:
-        if self._forward_ran or not self.compiled:
+        if not self._compile_pending:
             return self._forward(ids, mask)
         try:  # the first call compiles: inductor needs a working C++ toolchain (CPU) or Triton (CUDA)
             hidden = self._forward(ids, mask)
@@ -345,7 +344,7 @@ class SentenceEncoder:
                 f"compiling encoder {self.root} with torch.compile failed ({type(e).__name__}: {first}); "
                 "run without --compile"
             ) from None
-        self._forward_ran = True
+        self._compile_pending = False
         return hidden
 
 
