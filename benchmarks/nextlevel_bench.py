@@ -101,6 +101,7 @@ def _prepare(jsonl: Path, out: Path, chunk_size: int) -> Path:
 
 def bench_encode(work: Path, n_chunks: int, repeat: int, device: str, compile: bool = False) -> dict:
     import numpy as np
+    import torch
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
@@ -116,6 +117,8 @@ def bench_encode(work: Path, n_chunks: int, repeat: int, device: str, compile: b
     texts = [tok.decode(np.asarray(chunks.chunk(j)).tolist(), skip_special_tokens=True) for j in range(n)]
     encoder = load_encoder("all-MiniLM-L6-v2", device=device, compile=compile)
     st = SentenceTransformer(str(DATA / "minilm"), device=str(encoder.device))
+    if any(p.dtype != torch.float32 for p in st.parameters()):  # float16 weights file (scripts/gpu_data.py) loaded
+        st = st.float()  # as stored by a transformers that keeps the file's dtype: the default model is float32
     warmup_s = None
     if compile:  # the compile is paid once per job: timed on its own, outside the rounds
         t = time.perf_counter()
