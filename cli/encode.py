@@ -139,6 +139,9 @@ def embed(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Chunks per encoder batch.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the chunk encoder (as `bertkit encode --compile`).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """One embedding per document: chunk, encode and run a NextLevel model (or average the encoder's chunk
@@ -157,6 +160,7 @@ def embed(
                 batch_size=batch_size,
                 chunk_size=chunk_size,
                 on_progress=bar.update,
+                compile=compile,
             )
     console.print(
         f"[green]wrote[/] {escape(summary['out'])}: {summary['documents']:,} documents x {summary['dim']}",

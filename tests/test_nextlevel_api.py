@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -182,3 +183,37 @@ def test_embed_cli(nl_run, nl_world, tmp_path):
     res = runner.invoke(app, ["embed", str(nl_run), files[0], "--out", str(tmp_path / "z.txt")])
     assert res.exit_code == 1 and "is a .npy file" in res.output
     assert not (tmp_path / "z.npy").exists()
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="inductor needs a C++ compiler")
+def test_embed_cli_compile_gives_the_eager_vectors(nl_run, nl_world, tmp_path):
+    # `bertkit embed --compile` compiles the chunk encoder (dynamic shapes: documents of different chunk counts and
+    # a short last batch share one graph); the document vectors equal the eager ones within float32 reordering
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    docs = nl_world[3][:7]
+    with open(tmp_path / "d.jsonl", "w") as f:
+        for d in docs:
+            f.write(json.dumps({"text": d}) + "\n")
+    out = tmp_path / "x.npy"
+    args = ["embed", str(nl_run), str(tmp_path / "d.jsonl"), "--out", str(out), "--device", "cpu", "-q"]
+    res = CliRunner(env={"COLUMNS": "300"}).invoke(app, [*args, "--batch-size", "5", "--compile"])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_allclose(np.load(out), embed_documents(nl_run, docs, device="cpu"), atol=1e-5)
+
+
+def test_from_pretrained_compile_failure_is_a_clear_error(nl_run, monkeypatch):
+    def broken(model, **kwargs):
+        def run(*args):
+            raise RuntimeError("inductor: no working C++ compiler\nbackend traceback")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = bertkit.NextLevelBERT.from_pretrained(nl_run, device="cpu", compile=True)
+    with pytest.raises(ConfigError, match=r"torch.compile failed .*run without --compile"):
+        model.encode(["A short market report."])
+    eager = bertkit.NextLevelBERT.from_pretrained(nl_run, device="cpu")
+    assert np.isfinite(eager.encode(["A short market report."])).all()

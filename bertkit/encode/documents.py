@@ -104,10 +104,12 @@ class NextLevelBERT:
         encoder: str | os.PathLike[str] | None = None,
         device: str = "auto",
         precision: str = "auto",
+        compile: bool = False,
     ) -> NextLevelBERT:
         """Load a NextLevel run (its newest complete checkpoint) or a checkpoint directory. The encoder is the one
         the run was trained on (recorded in its config; ``encoder=`` overrides where it lives): an encoder with other
-        weights or another dimension is a ConfigError."""
+        weights or another dimension is a ConfigError. ``compile=True`` runs the chunk encoder (the cost of
+        ``encode``) through ``torch.compile`` (:func:`~bertkit.encode.encoder.load_encoder`)."""
         import torch
 
         from bertkit.encode.encoder import load_encoder
@@ -133,7 +135,7 @@ class NextLevelBERT:
         source = encoder if encoder is not None else config.encoder
         if not source:
             raise ConfigError(f"{ckpt}: the run does not record its encoder; pass encoder=")
-        enc = load_encoder(source, device=device, precision=precision)
+        enc = load_encoder(source, device=device, precision=precision, compile=compile)
         if enc.dim != config.input_dim:
             raise ConfigError(
                 f"encoder {source!r} makes {enc.dim}-dimensional embeddings, the run was trained on {config.input_dim}"
@@ -221,25 +223,27 @@ def embed_documents(
     batch_size: int | None = None,
     on_progress: ProgressCallback | None = None,
     chunk_size: int | None = None,
+    compile: bool = False,
 ) -> np.ndarray:
     """``[len(texts), dim]`` float32: one embedding per document.
 
     ``source`` is a NextLevel run directory (or checkpoint) → its document embeddings (``NextLevelBERT``), or an
     encoder (a sentence-transformers / BERT directory or a known name such as ``all-MiniLM-L6-v2``) → the mean of
     the document's chunk embeddings, chunked with ``chunk_size`` tokens (default 256; 0 = sentences; a run uses its
-    own). ``batch_size`` is the encoder's batch (chunks); ``on_progress(done, total)`` counts documents. Bad input
+    own). ``batch_size`` is the encoder's batch (chunks); ``on_progress(done, total)`` counts documents;
+    ``compile=True`` runs the chunk encoder through ``torch.compile`` (long jobs on CPU). Bad input
     (an empty list, an empty document, a source that is neither) is a ConfigError / FormatError before any encoding.
     """
     docs = _check_texts(texts)
     if is_run(source):
-        model = NextLevelBERT.from_pretrained(source, device=device)
+        model = NextLevelBERT.from_pretrained(source, device=device, compile=compile)
         if chunk_size is not None and chunk_size != model.config.chunk_size:
             raise ConfigError(f"{source} was trained on {model.config.chunk_size}-token chunks, not {chunk_size}")
         return model.encode(docs, encoder_batch_size=batch_size, on_progress=on_progress)
     from bertkit.encode.chunking import Chunker
     from bertkit.encode.encoder import load_encoder
 
-    encoder = load_encoder(source, device=device)
+    encoder = load_encoder(source, device=device, compile=compile)
     chunker = Chunker(encoder.tokenizer, DEFAULT_BASELINE_CHUNK_SIZE if chunk_size is None else chunk_size)
     chunked = _chunk_all(chunker, docs)
     out = np.empty((len(docs), encoder.dim), dtype=np.float32)
@@ -318,6 +322,7 @@ def embed_files(
     batch_size: int | None = None,
     chunk_size: int | None = None,
     on_progress: ProgressCallback | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """``bertkit embed``: embed the documents of ``files`` (:func:`read_documents`) with ``source``
     (:func:`embed_documents`) and write ``out`` (``.npy``, float32 ``[n, dim]``, rows in input order) and, beside it,
@@ -333,7 +338,13 @@ def embed_files(
         raise ConfigError(f"{out.parent}: the output directory does not exist")
     texts, rows = read_documents(files, text_field=text_field, doc_mode=doc_mode)
     vectors = embed_documents(
-        source, texts, device=device, batch_size=batch_size, chunk_size=chunk_size, on_progress=on_progress
+        source,
+        texts,
+        device=device,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        on_progress=on_progress,
+        compile=compile,
     )
     index = {"source": os.fspath(source), "documents": len(texts), "dim": int(vectors.shape[1]), "rows": rows}
     write_bytes_atomic(out.with_suffix(".json"), (json.dumps(index, indent=1) + "\n").encode("utf-8"))
