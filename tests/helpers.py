@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -106,3 +107,12 @@ def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw
     )
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as the module ``name`` (registered in ``sys.modules``: dataclasses need it)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

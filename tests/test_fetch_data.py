@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("fetch_data", ROOT / "scripts" / "fetch_data.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fetch_data"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fd = _load()
+fd = load_script("fetch_data")
 
 
 def _outputs(tmp_path: Path) -> fd.Outputs:

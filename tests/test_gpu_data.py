@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 from nextlevel_fixtures import write_tiny_encoder
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_data", ROOT / "scripts" / "gpu_data.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_data"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gd = _load()
+gd = load_script("gpu_data")
 
 
 def _data(tmp_path: Path) -> Path:

@@ -4,28 +4,16 @@ files (slow, when fetched into $BERTKIT_DATA) give the documented counts."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fd = _load("fetch_data")
-pt = _load("prepare_tasks")
+fd = load_script("fetch_data")
+pt = load_script("prepare_tasks")
 
 
 def test_fetch_copies_task_members_verbatim_and_checks_their_hash(tmp_path, monkeypatch):
