@@ -56,3 +56,12 @@ def test_missing_input_names_it_and_leaves_the_old_folder(tmp_path):
     with pytest.raises(SystemExit, match=r"news\.jsonl.*fetch_data"):
         gd.build(data, out)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_a_folder_too_big_for_the_carry_is_refused_and_removed(tmp_path, monkeypatch):
+    data = _data(tmp_path)
+    out = tmp_path / "gpu" / "data"
+    monkeypatch.setattr(gd, "CARRY_LIMIT", 4096)
+    with pytest.raises(SystemExit, match=r"would not fit the 64 MiB carry"):
+        gd.build(data, out)
+    assert not out.exists() and not list(out.parent.iterdir())
