@@ -72,6 +72,21 @@ def prepare_chunks(out: Path, corpus: Path, vocab: Path, chunk_size: int = CHUNK
     return out
 
 
+@pytest.fixture
+def failing_compile(monkeypatch):
+    """``torch.compile`` replaced by one whose compiled model raises on its first call, as inductor does without a
+    C++ toolchain."""
+    import torch
+
+    def broken(model, **kwargs):
+        def run(*args):
+            raise RuntimeError("no working C++ compiler found\nlong backend traceback")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+
+
 @pytest.fixture(scope="session")
 def nl_world(tmp_path_factory):
     """(encoder dir, dataset dir, store dir, corpus texts): 60 documents chunked at 16 tokens, encoded."""

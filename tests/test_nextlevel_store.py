@@ -190,16 +190,7 @@ def test_encode_cli_compile_writes_the_same_store(nl_world, tmp_path):
     assert np.mean(np.abs(a - b) > 0) < 0.05  # nearly every float16 value identical
 
 
-def test_a_failing_compile_is_a_clear_error(nl_world, monkeypatch):
-    import torch
-
-    def broken(model, **kwargs):
-        def run(*args):
-            raise RuntimeError("no working C++ compiler found\nlong backend traceback")
-
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken)
+def test_a_failing_compile_is_a_clear_error(nl_world, failing_compile):
     enc = load_encoder(nl_world[0], device="cpu", compile=True)
     with pytest.raises(ConfigError, match=r"torch.compile failed \(RuntimeError: no working C\+\+ compiler found\)"):
         enc.encode_texts(["a first text", "and another one"])
