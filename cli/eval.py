@@ -137,11 +137,15 @@ def retrieval(
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     batch_size: Annotated[int | None, typer.Option(help="Chunks per encoder batch.")] = None,
+    bootstrap: Annotated[
+        int, typer.Option(help="Paired-bootstrap resamples for each run's MRR difference to its baseline (0: off).")
+    ] = 10_000,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the result as JSON here.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Zero-shot retrieval as NextLevelBERT's BookSum evaluation: embed queries and targets, rank by cosine,
-    report MRR, MAP and Hit@k of every source side by side (each run beside its encoder's mean-pooled baseline)."""
+    report MRR, MAP and Hit@k of every source side by side (each run beside its encoder's mean-pooled baseline, with
+    the MRR difference and its 95 % paired-bootstrap confidence interval)."""
     import json
 
     from bertkit.eval.retrieval import evaluate_retrieval, load_task
@@ -160,6 +164,7 @@ def retrieval(
             chunk_size=chunk_size,
             device=device,
             batch_size=batch_size,
+            bootstrap=bootstrap,
             on_progress=lambda label, done, total: console.print(
                 f"  {escape(label)}: {done:,}/{total:,} texts", style="dim", highlight=False
             ),
@@ -183,6 +188,15 @@ def _print_retrieval(result: dict[str, Any]) -> None:
         values = (m["mrr"], m["map"], m["hit@1"], m[f"hit@{k}"], m[f"mrr@{k}"], m[f"map@{k}"])
         table.add_row(escape(label), *(f"{v:.4f}" for v in values))
     console.print(table)
+    for c in result.get("comparisons", []):
+        low, high = c["ci"]
+        console.print(
+            f"{escape(c['source'])}: MRR {c['value']:.4f} vs {c['baseline_value']:.4f} of its baseline "
+            f"({c['ratio']:.2f}×), difference {c['delta']:+.4f}, {c['confidence']:.0%} CI [{low:+.4f}, {high:+.4f}] "
+            f"(paired bootstrap over {c['queries']:,} queries): "
+            + {"above": "above the baseline", "below": "below the baseline"}.get(c["verdict"], "within noise"),
+            highlight=False,
+        )
 
 
 # ------------------------------------------------------------------------------------------------ fine-tuning

@@ -31,14 +31,23 @@ import numpy as np
 
 from bertkit.exceptions import ConfigError, InputError
 
-__all__ = ["TASKS", "RetrievalTask", "evaluate_retrieval", "load_task", "retrieval_metrics"]
+__all__ = [
+    "TASKS",
+    "RetrievalTask",
+    "evaluate_retrieval",
+    "load_task",
+    "paired_bootstrap",
+    "query_metrics",
+    "retrieval_metrics",
+]
 
 TASKS = ("booksum", "title", "halves")
 
 
-def retrieval_metrics(scores: np.ndarray, relevant: Sequence[Sequence[int]], k: int = 10) -> dict[str, float]:
-    """Metrics of a ``[queries, targets]`` score matrix (higher = more similar) given each query's relevant target
-    indices; ties are broken by target index. See the module docstring for the definitions."""
+def query_metrics(scores: np.ndarray, relevant: Sequence[Sequence[int]], k: int = 10) -> dict[str, np.ndarray]:
+    """Every metric per query (``[queries]`` arrays; :func:`retrieval_metrics` is their mean) of a
+    ``[queries, targets]`` score matrix (higher = more similar) given each query's relevant target indices; ties are
+    broken by target index. See the module docstring for the definitions."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[0] != len(relevant):
         raise ConfigError(f"scores must be [queries, targets] with one relevance list per query, got {scores.shape}")
@@ -48,23 +57,72 @@ def retrieval_metrics(scores: np.ndarray, relevant: Sequence[Sequence[int]], k: 
     order = np.argsort(-scores, axis=1, kind="stable")
     rank_of = np.empty_like(order)
     rank_of[np.arange(Q)[:, None], order] = np.arange(1, D + 1)[None, :]
-    sums = dict.fromkeys(("mrr", "map", "hit@1", f"hit@{k}", f"mrr@{k}", f"map@{k}"), 0.0)
+    out = {name: np.zeros(Q) for name in ("mrr", "map", "hit@1", f"hit@{k}", f"mrr@{k}", f"map@{k}")}
     for q, rel in enumerate(relevant):
         targets = sorted(set(int(t) for t in rel))
         if not targets or targets[0] < 0 or targets[-1] >= D:
             raise ConfigError(f"query {q}: relevant targets {list(rel)} must be non-empty indices into {D} targets")
         ranks = np.sort(rank_of[q, targets])
         precision = np.arange(1, len(ranks) + 1) / ranks
-        sums["mrr"] += 1.0 / ranks[0]
-        sums["map"] += precision.mean()
-        sums["hit@1"] += float(ranks[0] == 1)
         top = ranks <= k
-        sums[f"hit@{k}"] += float(top.any())
-        sums[f"mrr@{k}"] += 1.0 / ranks[0] if top[0] else 0.0
-        sums[f"map@{k}"] += precision[top].mean() if top.any() else 0.0
-    out = {name: value / max(Q, 1) for name, value in sums.items()}
-    out.update(queries=Q, targets=D)
+        out["mrr"][q] = 1.0 / ranks[0]
+        out["map"][q] = precision.mean()
+        out["hit@1"][q] = float(ranks[0] == 1)
+        out[f"hit@{k}"][q] = float(top.any())
+        out[f"mrr@{k}"][q] = 1.0 / ranks[0] if top[0] else 0.0
+        out[f"map@{k}"][q] = precision[top].mean() if top.any() else 0.0
     return out
+
+
+def retrieval_metrics(scores: np.ndarray, relevant: Sequence[Sequence[int]], k: int = 10) -> dict[str, float]:
+    """The metrics of :func:`query_metrics` averaged over the queries, with ``queries`` and ``targets`` counts."""
+    return _averaged(query_metrics(scores, relevant, k), *np.shape(scores))
+
+
+def _averaged(per_query: dict[str, np.ndarray], queries: int, targets: int) -> dict[str, float]:
+    out: dict[str, float] = {name: float(v.mean()) if queries else 0.0 for name, v in per_query.items()}
+    out.update(queries=queries, targets=targets)
+    return out
+
+
+def paired_bootstrap(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How sure a difference of two systems' mean is, from their per-query values on the same queries: the mean of
+    ``a - b`` and its percentile bootstrap confidence interval (the queries resampled with replacement, the same
+    resample for both systems; seeded, so a report is reproducible). ``verdict`` is ``"above"`` / ``"below"`` when
+    the whole interval is on one side of zero, else ``"within noise"``."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise ConfigError(f"paired values must be two non-empty lists of the same length, got {a.shape} and {b.shape}")
+    if not isinstance(resamples, int) or resamples < 1:
+        raise ConfigError(f"resamples must be a positive integer, got {resamples!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
+    diff = a - b
+    n = diff.size
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    block = max(1, 2_000_000 // n)  # resamples drawn per block: at most ~2M indices in memory
+    for lo in range(0, resamples, block):
+        hi = min(resamples, lo + block)
+        means[lo:hi] = diff[rng.integers(0, n, size=(hi - lo, n))].mean(axis=1)
+    tail = (1.0 - confidence) / 2
+    low, high = (float(x) for x in np.quantile(means, [tail, 1.0 - tail]))
+    verdict = "above" if low > 0 else "below" if high < 0 else "within noise"
+    return {
+        "delta": float(diff.mean()),
+        "ci": [low, high],
+        "confidence": confidence,
+        "resamples": resamples,
+        "queries": n,
+        "verdict": verdict,
+    }
 
 
 @dataclass
@@ -184,16 +242,22 @@ def evaluate_retrieval(
     chunk_size: int | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    bootstrap: int = 10_000,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of every source on ``task``, side by side. With ``baseline``, each NextLevel run's own encoder is
-    added (mean of chunk embeddings, the run's chunk size): the baseline it must beat. ``chunk_size`` applies to the
-    encoder sources given directly (default 256). ``on_progress(label, done, total)`` counts embedded texts."""
+    added (mean of chunk embeddings, the run's chunk size): the baseline it must beat, and ``comparisons`` says by
+    how much each run's MRR differs from it, with a 95 % paired-bootstrap confidence interval over the queries
+    (``bootstrap`` resamples; 0 leaves the comparisons out). ``chunk_size`` applies to the encoder sources given
+    directly (default 256). ``on_progress(label, done, total)`` counts embedded texts."""
     from bertkit.encode.documents import embed_documents, is_run
 
     if not sources:
         raise ConfigError("no source to evaluate (a NextLevel run or an encoder)")
+    if not isinstance(bootstrap, int) or isinstance(bootstrap, bool) or bootstrap < 0:
+        raise ConfigError(f"bootstrap must be a number of resamples >= 0, got {bootstrap!r}")
     plan: list[tuple[str, str, int | None]] = []  # label, source, chunk size
+    pairs: list[tuple[str, str]] = []  # (run, its baseline)
     for s in sources:
         source = os.fspath(s)
         if is_run(source):
@@ -203,11 +267,12 @@ def evaluate_retrieval(
                 label = f"{encoder} (mean of chunks, {size or 'sentence'} chunking)"
                 if all(label != p[0] for p in plan):
                     plan.append((label, encoder, size))
+                pairs.append((source, label))
         else:
             size = 256 if chunk_size is None else chunk_size
             plan.append((f"{source} (mean of chunks, {size or 'sentence'} chunking)", source, size))
     texts = task.queries + task.targets
-    results = {}
+    results, per_query = {}, {}
     for label, source, size in plan:
 
         def progress(done: int, total: int, label: str = label) -> None:
@@ -218,8 +283,31 @@ def evaluate_retrieval(
             embed_documents(source, texts, device=device, batch_size=batch_size, chunk_size=size, on_progress=progress)
         )
         q, t = vectors[: len(task.queries)], vectors[len(task.queries) :]
-        results[label] = retrieval_metrics(q @ t.T, task.relevant, k=k)
-    return {"task": task.name, "queries": len(task.queries), "targets": len(task.targets), "k": k, "results": results}
+        values = query_metrics(q @ t.T, task.relevant, k=k)
+        per_query[label] = values["mrr"]
+        results[label] = _averaged(values, len(q), len(t))
+    comparisons = []
+    for run, base in pairs if bootstrap else []:
+        mrr, base_mrr = results[run]["mrr"], results[base]["mrr"]
+        comparisons.append(
+            {
+                "source": run,
+                "baseline": base,
+                "metric": "mrr",
+                "value": mrr,
+                "baseline_value": base_mrr,
+                "ratio": mrr / base_mrr if base_mrr else float("nan"),
+                **paired_bootstrap(per_query[run], per_query[base], resamples=bootstrap),
+            }
+        )
+    return {
+        "task": task.name,
+        "queries": len(task.queries),
+        "targets": len(task.targets),
+        "k": k,
+        "results": results,
+        "comparisons": comparisons,
+    }
 
 
 def _run_encoder(run: str) -> tuple[str, int]:
