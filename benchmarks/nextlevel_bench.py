@@ -159,7 +159,7 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
     from bertkit.encode import NextLevelBERT, load_encoder
     from bertkit.encode.chunking import Chunker
     from bertkit.encode.store import encode_dataset
-    from bertkit.eval.retrieval import retrieval_metrics
+    from bertkit.eval.retrieval import paired_bootstrap, query_metrics, retrieval_metrics
     from bertkit.models.nextlevel import NextLevelForPreTraining
     from bertkit.train.config import TrainConfig
     from bertkit.train.trainer import train
@@ -248,11 +248,19 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         for ckpt in ckpt_lib.list_checkpoints(run):
             step = int(ckpt_lib.read_meta(ckpt).get("step", 0))
             curve[step] = metrics(NextLevelBERT.from_pretrained(ckpt, device=args.device).embed_chunks(per_doc))
+    trained = model.embed_chunks(per_doc)
+    baseline = np.stack([p.mean(axis=0) for p in per_doc])
     results = {
-        "NextLevel trained": metrics(model.embed_chunks(per_doc)),
+        "NextLevel trained": metrics(trained),
         "NextLevel at init (no training)": metrics(init_model.embed_chunks(per_doc)),
-        "MiniLM mean of chunks (baseline)": metrics(np.stack([p.mean(axis=0) for p in per_doc])),
+        "MiniLM mean of chunks (baseline)": metrics(baseline),
     }
+
+    def per_query_mrr(doc_vectors: np.ndarray) -> np.ndarray:
+        v = doc_vectors / np.linalg.norm(doc_vectors, axis=1, keepdims=True)
+        return query_metrics(v[: len(bbc)] @ v[len(bbc) :].T, relevant)["mrr"]
+
+    vs_baseline = paired_bootstrap(per_query_mrr(trained), per_query_mrr(baseline))
     return {
         "train_documents": len(texts),
         "train_chunks": enc_summary["chunks"],
@@ -269,6 +277,7 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         "eval_docs": len(bbc),
         "eval_encode_s": eval_encode_s,
         "results": results,
+        "vs_baseline": vs_baseline,
         "curve": curve,
     }
 
@@ -339,9 +348,10 @@ def main() -> None:
         r = bench_retrieval(args.work, args)
         report["retrieval"] = r
         base = r["results"]["MiniLM mean of chunks (baseline)"]
+        chunks = f"{r['chunk_size']} tokens" if r["chunk_size"] else "a sentence"
         print(
             f"\nretrieval: BBC title → article, {r['eval_docs']} held-out articles; NextLevel trained on "
-            f"{r['train_documents']:,} documents ({r['train_chunks']:,} chunks of {r['chunk_size']} tokens), "
+            f"{r['train_documents']:,} documents ({r['train_chunks']:,} chunks of {chunks}), "
             f"{r['train_steps']} steps of {r['batch']}, preset {r['preset']} "
             f"({r['fresh_init']} init of the new parts), {r['loss']} loss, "
             f"Adam eps {r['eps']:g} "
@@ -353,6 +363,11 @@ def main() -> None:
                 f"| {label} | {m['mrr']:.4f} | {m['map']:.4f} | {m['hit@1']:.4f} | {m['hit@10']:.4f} | "
                 f"{m['mrr'] / base['mrr']:.2f}x |"
             )
+        v = r["vs_baseline"]
+        print(
+            f"\nNextLevel trained − baseline, MRR: {v['delta']:+.4f}, {v['confidence']:.0%} CI "
+            f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] (paired bootstrap over {v['queries']} queries): {v['verdict']}"
+        )
         if r["curve"]:
             print("\nMRR by training step: " + ", ".join(f"{s}: {m['mrr']:.4f}" for s, m in r["curve"].items()))
     (args.work / "nextlevel_bench.json").write_text(json.dumps(report, indent=2) + "\n")
