@@ -296,7 +296,7 @@ def evaluate_retrieval(
                 "metric": "mrr",
                 "value": mrr,
                 "baseline_value": base_mrr,
-                "ratio": mrr / base_mrr if base_mrr else float("nan"),
+                "ratio": mrr / base_mrr,  # full-ranking MRR is at least 1 / targets, never 0
                 **paired_bootstrap(per_query[run], per_query[base], resamples=bootstrap),
             }
         )
