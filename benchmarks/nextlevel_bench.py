@@ -232,10 +232,12 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
     per_doc = [vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     relevant = [[i] for i in range(len(bbc))]
 
-    def metrics(doc_vectors: np.ndarray) -> dict:
+    def scores(doc_vectors: np.ndarray) -> np.ndarray:
         v = doc_vectors / np.linalg.norm(doc_vectors, axis=1, keepdims=True)
-        q, d = v[: len(bbc)], v[len(bbc) :]
-        return retrieval_metrics(q @ d.T, relevant, k=10)
+        return v[: len(bbc)] @ v[len(bbc) :].T
+
+    def metrics(doc_vectors: np.ndarray) -> dict:
+        return retrieval_metrics(scores(doc_vectors), relevant, k=10)
 
     torch.manual_seed(config.seed)  # the fresh parts (positions, special vectors, head; all of `small`) seeded
     if model.config.init_from_encoder:
@@ -255,12 +257,7 @@ def bench_retrieval(work: Path, args: argparse.Namespace) -> dict:
         "NextLevel at init (no training)": metrics(init_model.embed_chunks(per_doc)),
         "MiniLM mean of chunks (baseline)": metrics(baseline),
     }
-
-    def per_query_mrr(doc_vectors: np.ndarray) -> np.ndarray:
-        v = doc_vectors / np.linalg.norm(doc_vectors, axis=1, keepdims=True)
-        return query_metrics(v[: len(bbc)] @ v[len(bbc) :].T, relevant)["mrr"]
-
-    vs_baseline = paired_bootstrap(per_query_mrr(trained), per_query_mrr(baseline))
+    vs_baseline = paired_bootstrap(*(query_metrics(scores(v), relevant)["mrr"] for v in (trained, baseline)))
     return {
         "train_documents": len(texts),
         "train_chunks": enc_summary["chunks"],
