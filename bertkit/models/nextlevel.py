@@ -470,6 +470,11 @@ class ChunkBatcher:
             raise ConfigError(f"masking = {config.masking!r}: NextLevelBERT masks single chunks (masking = 'token')")
         if config.label_smoothing:
             raise ConfigError("label_smoothing has no meaning for NextLevelBERT's regression loss (set it to 0)")
+        if config.max_predictions_per_seq is not None:
+            raise ConfigError(
+                "max_predictions_per_seq caps masked tokens; NextLevelBERT chooses each chunk with p = mask_rate "
+                "(leave it unset)"
+            )
         self.config = config
         self.device = device
         self.pin = device.type == "cuda"
@@ -493,9 +498,12 @@ class ChunkBatcher:
         attention_mask = self._tensor(batch["attention_mask"]) if "attention_mask" in batch else None
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
+        real = (special == CHUNK).sum()
         inputs, special, positions, targets = mask_chunks(
             emb, special, rate=c.mask_rate, mask_p=c.mask_p, random_p=c.random_p, generator=generator
         )
+        # (masked chunks, chunk positions) of this batch: the step's mask_fraction
+        self.last_mask_counts = (torch.tensor(positions.numel(), device=self.device), real)
         return {
             "chunk_embeddings": inputs,
             "special_ids": special,

@@ -130,11 +130,17 @@ class TrainConfig:
     masking: str = "token"
     """Masking strategy: ``token`` (per-token 80/10/10), ``wwm`` (whole words), ``span`` (ELC-BERT spans)."""
     mask_rate: float = 0.15
-    """Fraction of the tokens that are predicted (ELC-BERT's ``mask_p``): per batch (``mask_count = fixed``) or
-    per row in law (``binomial``)."""
+    """Fraction of the real tokens (not special, not padding) that are predicted (ELC-BERT's ``mask_p``): per row,
+    rounded stochastically (``mask_count = fixed``) or in law (``binomial``)."""
     mask_count: str = "fixed"
-    """``fixed``: exactly ``round(mask_rate · B · T)`` positions per batch; ``binomial`` (ELC-BERT; token and span
-    masking): each row draws Binomial(its non-special tokens, mask_rate) and takes its last span whole."""
+    """``fixed``: each row masks ``mask_rate`` of its real tokens (not special, not padding; rounded stochastically,
+    capped at ``max_predictions_per_seq``); ``binomial`` (ELC-BERT; token and span masking): each row draws
+    Binomial(its real tokens, mask_rate) and takes its last span whole."""
+    max_predictions_per_seq: int | None = None
+    """Most masked positions per sequence (Google's ``max_predictions_per_seq``). None = automatic
+    (:meth:`max_predictions`): ``round(20 · seq_len / 128)`` on the ``nsp`` view (Google's 20 at 128, 80 at 512),
+    no cap on the mlm views. A number applies to every phase and must be in [1, seq_len]. The static-nsp view comes
+    masked by ``prepare`` (its own ``--max-predictions-per-seq``)."""
     mask_p: float = 0.8
     """Chosen positions replaced by [MASK] (ELC-BERT: ``1 - random_p - keep_p``)."""
     random_p: float = 0.1
@@ -290,6 +296,13 @@ class TrainConfig:
                     f"the three shares of the chosen positions must add up (for keep_p = {self.keep_p} and random_p = "
                     f"{self.random_p}, set mask_p = {1.0 - self.random_p - self.keep_p:g})"
                 )
+        if self.max_predictions_per_seq is not None:
+            integer("max_predictions_per_seq", 1)
+            if self.view == "static-nsp":
+                raise ConfigError(
+                    "max_predictions_per_seq caps on-device masking; the static-nsp view comes masked by prepare "
+                    "(set --max-predictions-per-seq there), so leave it unset"
+                )
         if self.mask_count == "binomial" and self.masking == "wwm":
             raise ConfigError("mask_count = 'binomial' works with masking 'token' or 'span', not 'wwm'")
         number("short_p", 0.0, 1.0)
@@ -345,6 +358,7 @@ class TrainConfig:
                 f"long_after needs batch_size >= 4 (batch_size // 4 after the switch), got {self.batch_size}"
             )
         if not self.phases:
+            self._check_max_predictions()
             return
         total = 0.0
         for i, p in enumerate(self.phases):
@@ -366,6 +380,18 @@ class TrainConfig:
             total += float(f)
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"phases: fractions sum to {total}, not 1")
+        self._check_max_predictions()
+
+    def _check_max_predictions(self) -> None:
+        m = self.max_predictions_per_seq
+        if m is None:
+            return
+        shortest = min(p.seq_len for p in self.resolved_phases())
+        if m > shortest:
+            raise ConfigError(
+                f"max_predictions_per_seq = {m} is above seq_len {shortest}: a sequence cannot have more masked "
+                "positions than tokens"
+            )
 
     # ------------------------------------------------------------------------------------------------- derived
 
@@ -397,6 +423,15 @@ class TrainConfig:
         """``mix_lr_scale``, or its automatic value: 1 with LAMB ``elc-faithful`` (the original's own dynamics),
         10 with AdamW or standard LAMB."""
         return float(_resolve(self.to_dict(), "mix_lr_scale"))
+
+    def max_predictions(self, seq_len: int) -> int | None:
+        """The per-sequence cap of on-device masking at ``seq_len``: ``max_predictions_per_seq``, or automatically
+        ``round(20 · seq_len / 128)`` on the nsp view (Google's 20 at 128, 80 at 512), else None (no cap)."""
+        if self.max_predictions_per_seq is not None:
+            return int(self.max_predictions_per_seq)
+        if self.view == "nsp":
+            return max(1, min(seq_len, round(20 * seq_len / 128)))
+        return None
 
     def warmup_steps(self) -> int:
         """Warmup length in optimiser steps."""
