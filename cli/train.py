@@ -66,7 +66,7 @@ def train(
     full_layers: Annotated[
         int | None, typer.Option(help="narrowbert: full layers before the narrow ones (model option full_layers).")
     ] = None,
-    view: Annotated[str | None, typer.Option(help="Samples: mlm | nsp | static-nsp | static-mlm.")] = None,
+    view: Annotated[str | None, typer.Option(help="Samples: mlm | nsp | static-nsp | static-mlm | elc.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the run.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per rank per micro-batch.")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Sequence length (replaces the file's phases).")] = None,

@@ -120,6 +120,23 @@ def test_nsp_negatives_come_from_every_input_file(tmp_path, docs, vocab):
     assert own == 0, f"{own} of {n} random-next B segments came from A's own document"
 
 
+def test_nanobert_text_filter_drops_what_the_original_drops(tmp_path, vocab, hf):
+    # my-best-day/medium scripts/tokenize_text.py: re.sub(r'[^a-zA-Z0-9\s,.!?\'"-]+', '', text) before tokenizing
+    import re
+
+    text = 'The café costs 50% more (honestly) — "really"?\tYes: it\'s 3-4 times #1 & ünique…\n\nSecond doc ¡ok!'
+    src = tmp_path / "c.txt"
+    src.write_text(text + "\n", encoding="utf-8")
+    out, _ = run(tmp_path, [src], vocab, text_filter="nanobert", splitter="none")
+    kept = re.sub(r'[^a-zA-Z0-9\s,.!?\'"-]+', "", text)
+    expected = [[hf.encode(d.strip(), add_special_tokens=False).ids] for d in kept.split("\n\n")]
+    assert as_nested(out) == expected
+    plain, _ = run(tmp_path, [src], vocab, name="plain", splitter="none")
+    assert as_nested(plain) != expected
+    with pytest.raises(ConfigError, match="text filter"):
+        run(tmp_path, [src], vocab, name="bad", text_filter="ascii")
+
+
 def test_jsonl_gzip_and_document_modes_agree(tmp_path, docs, vocab, hf):
     expected = expected_corpus(hf, docs)
     j = write_jsonl_corpus(tmp_path / "c.jsonl", docs, field="body")

@@ -45,7 +45,7 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport (same API)
 
 __all__ = ["RESUME_MUTABLE", "Phase", "TrainConfig", "config_diff"]
 
-VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm")
+VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm", "elc")
 MASKING = ("token", "wwm", "span")
 MASK_COUNTS = ("fixed", "binomial")
 SPAN_LENGTHS = ("clipped", "truncated")
@@ -105,7 +105,8 @@ class TrainConfig:
 
     view: str = "mlm"
     """Training samples: ``mlm`` (packed rows), ``nsp`` (sentence pairs), ``static-nsp`` / ``static-mlm``
-    (the dataset's prepared instances; static-nsp comes masked)."""
+    (the dataset's prepared instances; static-nsp comes masked), ``elc`` (ELC-BERT's per-document,
+    sentence-aligned rows, padded)."""
     seq_len: int = 128
     """Sequence length when ``phases`` is empty."""
     batch_size: int = 32
@@ -149,7 +150,13 @@ class TrainConfig:
     """Chosen positions left unchanged (ELC-BERT's ``keep_p``). None = ``1 - mask_p - random_p``; when given,
     ``mask_p + random_p + keep_p`` must be 1."""
     random_exclude_special: bool = False
-    """Random replacements never draw the dataset's special tokens (ELC-BERT draws from above its specials)."""
+    """Random replacements never draw the dataset's special tokens."""
+    random_ids_low: int = 0
+    """Random replacements are drawn from ``[random_ids_low, vocab_size)`` (ltgoslo/elc-bert draws
+    ``randint(n_special_tokens - 1, V)`` = ``[5, V)`` with its seven specials: [PAR] and [TAB] can appear)."""
+    maskable_specials: list[str] = field(default_factory=list)
+    """Special tokens that may be masked like text (ltgoslo/elc-bert protects only ids below 6, so its [TAB] is
+    masked and counted, its [PAR] is not): e.g. ``["[TAB]"]``. Unknown to the dataset's tokenizer → ConfigError."""
     span_mean: float = 3.0
     """Span masking: mean span length."""
     max_span: int = 10
@@ -280,6 +287,9 @@ class TrainConfig:
         integer("keep_last", 1)
         integer("log_every", 1)
         integer("seed", 0)
+        integer("random_ids_low", 0)
+        if not isinstance(self.maskable_specials, list) or not all(isinstance(t, str) for t in self.maskable_specials):
+            raise ConfigError(f"maskable_specials = {self.maskable_specials!r} must be a list of token strings")
         number("short_seq_prob", 0.0, 1.0)
         number("eval_fraction", 0.0, 0.5, open_low=True)
         number("mask_rate", 0.0, 1.0, open_low=True)
@@ -306,8 +316,10 @@ class TrainConfig:
         if self.mask_count == "binomial" and self.masking == "wwm":
             raise ConfigError("mask_count = 'binomial' works with masking 'token' or 'span', not 'wwm'")
         number("short_p", 0.0, 1.0)
-        if self.short_p > 0 and self.view not in ("mlm", "static-mlm"):
-            raise ConfigError(f"short_p shortens packed MLM rows (view 'mlm' or 'static-mlm'), not view {self.view!r}")
+        if self.short_p > 0 and self.view not in ("mlm", "static-mlm", "elc"):
+            raise ConfigError(
+                f"short_p shortens packed MLM rows (view 'mlm', 'static-mlm' or 'elc'), not view {self.view!r}"
+            )
         number("long_after", 0.0, 1.0)
         if self.long_after >= 1.0:
             raise ConfigError(f"long_after = {self.long_after!r} must be below 1 (the fraction of steps at seq_len)")
@@ -449,6 +461,17 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
+    def field_defaults(cls) -> dict[str, Any]:
+        """The default of every field (JSON-ready)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
+
+    @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
@@ -525,11 +548,15 @@ def _resolve(config: Mapping[str, Any], key: str, absent: Any = None) -> Any:
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: frozenset[str] = RESUME_MUTABLE) -> list[str]:
     """Human-readable ``key: old → new`` lines for the keys (outside ``ignore``) whose values differ; an automatic
     value (None) counts as the value it resolves to, so ``eps = 1e-8`` resumes an automatic-eps NextLevel run."""
+    defaults = TrainConfig.field_defaults()
     lines = []
     for k in sorted(set(old) | set(new)):
         if k in ignore:
             continue
         a, b = _resolve(old, k, "<absent>"), _resolve(new, k, "<absent>")
+        # a field added after the run was saved: absent there means its default
+        if a == "<absent>" and k in defaults and b == defaults[k]:
+            continue
         if a != b:
             lines.append(f"{k}: {a!r} → {b!r}")
     return lines

@@ -280,6 +280,14 @@ class _Batcher:
         self.exclude = None
         if config.random_exclude_special:
             self.exclude = torch.as_tensor(np.asarray(data.special_ids, dtype=np.int64), device=device)
+        if not 0 <= config.random_ids_low < self.vocab_size:
+            raise ConfigError(
+                f"random_ids_low = {config.random_ids_low} must be below the dataset's vocab_size {self.vocab_size}"
+            )
+        self.maskable = None
+        if config.maskable_specials:
+            ids = [data.special_token_id(t) for t in config.maskable_specials]
+            self.maskable = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device)
         # (masked real tokens, real tokens) of the last batch, on the device (the step's mask_fraction)
         self.last_mask_counts: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -310,6 +318,8 @@ class _Batcher:
             real = length.to(self.device) - 3 * input_ids.shape[0]
         else:
             special = self._tensor(batch["special_tokens_mask"]).bool()
+            if self.maskable is not None:
+                special = special & ~torch.isin(input_ids, self.maskable)
             if attention_mask is not None:
                 special = special | (attention_mask == 0)
             word_start = self._tensor(batch["word_start"]).bool() if "word_start" in batch else None
@@ -330,6 +340,7 @@ class _Batcher:
                 span_lengths=c.span_lengths,
                 count=c.mask_count,
                 max_per_row=c.max_predictions(int(input_ids.shape[1])),
+                random_ids_low=c.random_ids_low,
                 random_ids_exclude_special=self.exclude,
                 generator=generator,
             )

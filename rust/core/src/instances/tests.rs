@@ -486,3 +486,62 @@ fn nsp_speed_real() {
         );
     }
 }
+
+/// ELC-BERT's `cache_dataset.py` loop, literally, on token lists: the rows' tokens.
+fn elc_reference(c: &MemCorpus, d: usize, seq_len: usize) -> Vec<Vec<u32>> {
+    let room = seq_len - 2;
+    let mut rows = Vec::new();
+    let mut segment: Vec<u32> = Vec::new();
+    for s in c.doc_sentences(d) {
+        let sentence = tokens(c, c.sentence_tokens(s));
+        segment.extend_from_slice(&sentence);
+        if segment.len() > room {
+            segment.truncate(room);
+            rows.push(segment);
+            segment = sentence;
+        }
+    }
+    if !segment.is_empty() {
+        segment.truncate(room);
+        rows.push(segment);
+    }
+    rows
+}
+
+#[test]
+fn elc_rows_follow_the_original_packing() {
+    use crate::instances::elc::{check_elc_seq_len, elc_view};
+    let c = synthetic(300, 3, 21);
+    for seq_len in [16usize, 32, 128] {
+        let (starts, ends, dofs) = elc_view(&c, seq_len);
+        assert_eq!(dofs.len(), c.n_documents() + 1);
+        assert_eq!(starts.len(), *dofs.last().unwrap() as usize);
+        let mut overlaps = 0;
+        for d in 0..c.n_documents() {
+            let rows: Vec<Vec<u32>> = (dofs[d] as usize..dofs[d + 1] as usize)
+                .map(|i| {
+                    assert!(ends[i] - starts[i] <= seq_len as u64 - 2);
+                    let doc = c.doc_tokens(d);
+                    assert!(doc.start <= starts[i] && ends[i] <= doc.end, "a row stays inside its document");
+                    tokens(&c, starts[i]..ends[i])
+                })
+                .collect();
+            assert_eq!(rows, elc_reference(&c, d, seq_len), "doc {d} at {seq_len}");
+            for i in dofs[d] as usize + 1..dofs[d + 1] as usize {
+                overlaps += (starts[i] < ends[i - 1]) as usize;
+            }
+        }
+        // The whole overflowing sentence starts the next row, so rows overlap where a sentence overflowed.
+        assert!(overlaps > 0);
+    }
+    assert!(check_elc_seq_len(2).is_err() && check_elc_seq_len(3).is_ok());
+    // A sentence longer than a row: only its head is seen; the next sentence starts a new row.
+    let mut c = MemCorpus::new();
+    let long: Vec<u32> = (5..45).collect();
+    c.push_document([&[7u32, 8][..], &long[..], &[9u32][..]], 0);
+    let (s, e, _) = elc_view(&c, 12);
+    let rows: Vec<Vec<u32>> = s.iter().zip(&e).map(|(&a, &b)| tokens(&c, a..b)).collect();
+    assert_eq!(rows, elc_reference(&c, 0, 12));
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2], vec![9]);
+}
