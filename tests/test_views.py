@@ -224,7 +224,7 @@ def test_chunk_view(dataset):
     s = core.chunk_view(str(root), chunk_size=0)
     n_sentences = sum(1 for d in c.docs for x in d if x)
     assert len(s["starts"]) == n_sentences
-    assert (s["ends"] - s["starts"] <= 510).all()
+    assert (s["ends"] - s["starts"] <= 254).all()
 
 
 def test_views_reject_bad_arguments(dataset, tmp_path):

@@ -49,6 +49,7 @@ VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm", "elc")
 MASKING = ("token", "wwm", "span")
 MASK_COUNTS = ("fixed", "binomial")
 SPAN_LENGTHS = ("clipped", "truncated")
+CHUNK_RANDOM_POOLS = ("other-chunks", "batch")
 OPTIMIZERS = ("adamw", "lamb")
 TRUST_RATIO_MODES = ("standard", "elc-faithful")
 SCHEDULES = ("linear", "cosine", "one-cycle", "constant")
@@ -157,6 +158,10 @@ class TrainConfig:
     maskable_specials: list[str] = field(default_factory=list)
     """Special tokens that may be masked like text (ltgoslo/elc-bert protects only ids below 6, so its [TAB] is
     masked and counted, its [PAR] is not): e.g. ``["[TAB]"]``. Unknown to the dataset's tokenizer → ConfigError."""
+    chunk_random_pool: str = "other-chunks"
+    """NextLevelBERT: where a randomly replaced chunk's vector comes from: ``other-chunks`` (uniform over the batch's
+    other chunk positions) or ``batch`` (the original's: a random permutation of every position of the batch, its
+    [CLS]/[SEP]/padding zero vectors and the position itself included)."""
     span_mean: float = 3.0
     """Span masking: mean span length."""
     max_span: int = 10
@@ -270,6 +275,7 @@ class TrainConfig:
         choice("masking", MASKING)
         choice("mask_count", MASK_COUNTS)
         choice("span_lengths", SPAN_LENGTHS)
+        choice("chunk_random_pool", CHUNK_RANDOM_POOLS)
         choice("optimizer", OPTIMIZERS)
         choice("lamb_trust_ratio", TRUST_RATIO_MODES)
         choice("schedule", SCHEDULES)
