@@ -209,6 +209,9 @@ class TrainConfig:
     """Final learning rate as a fraction of the peak (linear / cosine / one-cycle)."""
     max_steps: int = 1000
     """Optimiser steps of the whole run (all phases)."""
+    decay_steps: int | None = None
+    """Step at which the linear / cosine / one-cycle decay reaches ``min_lr_ratio`` and stays there (nanoBERT/medium:
+    cosine to 45,000 of 60,000 iterations, then the minimum lr). None = ``max_steps``."""
     clip: float = 1.0
     """Gradient clipping max norm (0 = no clipping; the norm is logged either way)."""
 
@@ -353,6 +356,13 @@ class TrainConfig:
             raise ConfigError(f"warmup = {self.warmup!r}: a float is a fraction of max_steps (<= 1); use an int")
         if self.warmup_steps() > self.max_steps:
             raise ConfigError(f"warmup = {self.warmup!r} is longer than max_steps = {self.max_steps}")
+        if self.decay_steps is not None:
+            integer("decay_steps", 1)
+            if not self.warmup_steps() < self.decay_steps <= self.max_steps:
+                raise ConfigError(
+                    f"decay_steps = {self.decay_steps} must be above the warmup ({self.warmup_steps()} steps) and at "
+                    f"most max_steps = {self.max_steps}"
+                )
         for name in (
             "compile",
             "fsdp",
@@ -456,6 +466,10 @@ class TrainConfig:
         if isinstance(self.warmup, int):
             return self.warmup
         return round(self.warmup * self.max_steps)
+
+    def resolved_decay_steps(self) -> int:
+        """The step at which the schedule's decay ends: ``decay_steps`` or ``max_steps``."""
+        return int(self.decay_steps) if self.decay_steps is not None else self.max_steps
 
     def max_seq_len(self) -> int:
         return max(p.seq_len for p in self.resolved_phases())

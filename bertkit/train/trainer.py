@@ -554,7 +554,7 @@ def _train(
         make_lr_lambda(
             schedule=config.schedule,
             warmup=config.warmup_steps(),
-            max_steps=config.max_steps,
+            max_steps=config.resolved_decay_steps(),
             min_lr_ratio=config.min_lr_ratio,
         ),
     )
