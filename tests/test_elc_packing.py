@@ -168,3 +168,7 @@ def test_long_after_switch_and_elc_masking_options(elc, tmp_path):
     assert int(replaced.min()) >= 5
     with pytest.raises(ConfigError, match=r"no special token '\[NOPE\]'"):
         _Batcher(TrainConfig(view="elc", maskable_specials=["[NOPE]"]), data, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="random_ids_low = 400 must be below the dataset's vocab_size 400"):
+        _Batcher(TrainConfig(view="elc", random_ids_low=400), data, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="maskable_specials"):
+        TrainConfig(view="elc", maskable_specials="[TAB]")

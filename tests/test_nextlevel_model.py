@@ -106,6 +106,10 @@ def test_original_random_pool_draws_any_position_of_the_batch():
             assert zero == 0 and same == 0
     with pytest.raises(ConfigError, match="random_pool"):
         mask_chunks(emb, special, random_pool="vocab")
+    from bertkit.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="chunk_random_pool = 'vocab' is not one of other-chunks, batch"):
+        TrainConfig(arch="nextlevel", chunk_random_pool="vocab")
 
 
 @pytest.mark.parametrize("loss", ["smoothl1", "l1", "mse", "cosine"])
