@@ -7,6 +7,7 @@ summary = prepare(PrepareConfig(inputs=["corpus.txt"], out="data/ds", tokenizer=
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -99,7 +100,21 @@ def prepare(config: PrepareConfig, on_progress: ProgressCallback | None = None) 
     `on_progress(counters)` is called about every 100 ms with `bytes`, `total_bytes`, `documents`,
     `tokens`, `instances` and `stage`. Ctrl-C stops the run cleanly (`bertkit.exceptions.Cancelled`):
     completed shards stay, no manifest is written, and `resume=True` continues.
+
+    The output directory is locked (`bertkit.locks.output_lock`) from before the first byte until the manifest is
+    published: a second writer of the same directory gets `OutputLockedError` naming this process.
     """
     from bertkit import _core
+    from bertkit.locks import output_lock
 
-    return _core.prepare(config.to_json(), on_progress)
+    out = os.fspath(config.out)
+    if not out:
+        raise ConfigError("no output directory given (--out)")
+    existed = os.path.lexists(out)
+    try:
+        with output_lock(out, purpose="bertkit prepare"):
+            return _core.prepare(config.to_json(), on_progress)
+    finally:
+        if not existed:  # a failed run that wrote nothing leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                os.rmdir(out)

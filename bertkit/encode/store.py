@@ -17,12 +17,13 @@ batches inside a shard do not depend on how the work was split, so the result is
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from bertkit.data.format import MANIFEST, ArrayFile, write_bytes_atomic
 from bertkit.exceptions import ConfigError, DatasetExistsError, FormatError
+from bertkit.locks import OutputLockedError, is_lock_file, output_lock
 
 __all__ = ["STORE_FORMAT", "EmbeddingStore", "encode_dataset", "open_store", "verify_store"]
 
@@ -39,6 +41,9 @@ PLAN = "encode.json"
 SHARD_DIR = "shards"
 DTYPE = "float16"
 DEFAULT_SHARD_CHUNKS = 1 << 16
+# How long a `--shard` worker waits for the store's lock (held by another worker for a moment, or by a whole-store
+# writer for its whole run) before it gives up.
+SHARD_LOCK_WAIT = 30.0
 
 # Plan keys that must agree between the processes and sessions writing one store.
 _PLAN_KEYS = ("format", "version", "dataset_key", "encoder_key", "dtype", "shard_chunks", "shards")
@@ -300,7 +305,11 @@ def _prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> bool:
         return (out / MANIFEST).is_file()
     # what a concurrent `--shard` process starting on the same directory may already have created is not foreign
     foreign = (
-        [p for p in out.iterdir() if p.name != SHARD_DIR and not p.name.startswith(f"{PLAN}.tmp-")]
+        [
+            p
+            for p in out.iterdir()
+            if p.name != SHARD_DIR and not p.name.startswith(f"{PLAN}.tmp-") and not is_lock_file(p)
+        ]
         if out.exists()
         else []
     )
@@ -402,7 +411,59 @@ def encode_dataset(
         "complete": False,
         "device": str(enc.device),
     }
-    if _prepare_out(out, plan, overwrite):
+    with contextlib.ExitStack() as stack:
+        if count == 1:  # the only writer: hold the store's lock for the whole call
+            if not os.path.lexists(out):  # a call that fails before writing leaves no empty directory (runs last)
+                stack.callback(_rmdir_if_empty, out)
+            stack.enter_context(output_lock(out, purpose="bertkit encode"))
+        return _encode_shards(out, plan, overwrite, chunks, doc_offsets, enc, (index, count), batch_size, on_progress,
+                              summary, t0)  # fmt: skip
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+@contextlib.contextmanager
+def _briefly_locked(out: Path, lock: bool) -> Iterator[None]:
+    """With `lock` (one of several `--shard` workers): hold the store's lock for one short directory-level step,
+    waiting up to `SHARD_LOCK_WAIT` seconds while another worker holds it (a whole-store writer: refused)."""
+    if not lock:
+        yield
+        return
+    deadline = time.monotonic() + SHARD_LOCK_WAIT
+    while True:
+        try:
+            stack = contextlib.ExitStack()
+            stack.enter_context(output_lock(out, purpose="bertkit encode --shard"))
+            break
+        except OutputLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with stack:
+        yield
+
+
+def _encode_shards(
+    out: Path,
+    plan: dict[str, Any],
+    overwrite: bool,
+    chunks: Any,
+    doc_offsets: np.ndarray,
+    enc: Any,
+    shard: tuple[int, int],
+    batch_size: int | None,
+    on_progress: Callable[[int, int], None] | None,
+    summary: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:
+    """Encode this call's pending shards of `plan` into `out` (under the store's lock when it is the only writer)."""
+    index, count = shard
+    with _briefly_locked(out, count > 1):
+        complete = _prepare_out(out, plan, overwrite)
+    if complete:
         summary.update(complete=True, resumed_shards=len(plan["shards"]), seconds=time.perf_counter() - t0)
         return summary
     mine = [i for i in range(len(plan["shards"])) if i % count == index]
@@ -441,7 +502,8 @@ def encode_dataset(
         write_bytes_atomic(out / SHARD_DIR / f"{name}.json", _json_bytes(record))
         summary["encoded_shards"] += 1
         summary["encoded_chunks"] += c1 - c0
-    summary["complete"] = _publish(out, plan)
+    with _briefly_locked(out, count > 1):
+        summary["complete"] = _publish(out, plan)
     summary["seconds"] = time.perf_counter() - t0
     return summary
 

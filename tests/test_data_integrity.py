@@ -1,0 +1,249 @@
+"""Data-side integrity: output locks, checked resume, validated reading, `verify` that recomputes the manifest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import make_documents, make_vocab, manifest, run_cli, write_text_corpus
+
+from bertkit.data.dataset import verify_dataset
+from bertkit.data.merge import merge_datasets
+from bertkit.data.prepare import PrepareConfig, prepare
+from bertkit.exceptions import ConfigError, FormatError
+from bertkit.locks import LOCK_NAME, OutputLockedError, output_lock
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return make_documents(300, seed=3)
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory, docs):
+    return make_vocab(tmp_path_factory.mktemp("vocab") / "vocab.txt", docs)
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory):
+    return write_text_corpus(tmp_path_factory.mktemp("corpus") / "big.txt", make_documents(3000, seed=4))
+
+
+# A prepare whose progress callback announces itself and then waits: the run (and its lock) is certainly in
+# progress while the test starts a second writer.
+_SLOW_PREPARE = textwrap.dedent(
+    """
+    import sys, time
+    from bertkit.data.prepare import PrepareConfig, prepare
+    state = {"said": False}
+    def cb(c):
+        if not state["said"]:
+            state["said"] = True
+            print("running", flush=True)
+            time.sleep(3)
+    prepare(PrepareConfig(inputs=[sys.argv[1]], out=sys.argv[2], tokenizer=sys.argv[3], threads=1,
+                          shard_size=16384, overwrite=sys.argv[4] == "1"), cb)
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_two_concurrent_prepares_the_second_is_refused_naming_the_holder(tmp_path, vocab, big_corpus, overwrite):
+    out = tmp_path / "ds"
+    if overwrite:  # both replace an existing dataset
+        prepare(PrepareConfig(inputs=[str(big_corpus)], out=out, tokenizer=vocab))
+    first = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_PREPARE, str(big_corpus), str(out), str(vocab), "1" if overwrite else "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout.readline().strip() == "running", first.stderr.read()
+        args = ["prepare", str(big_corpus), "--tokenizer", str(vocab), "--out", str(out), "-q"]
+        r = run_cli(*args, *(["--overwrite"] if overwrite else []))
+        assert r.returncode == 1
+        assert f"pid {first.pid}" in r.stderr and "bertkit prepare" in r.stderr and "Traceback" not in r.stderr
+        out_first, err_first = first.communicate(timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == 0, err_first
+    assert "done" in out_first
+    # the first writer's dataset is complete and intact; the lock file is gone
+    assert verify_dataset(out) == []
+    assert not (out / LOCK_NAME).exists()
+    m = manifest(out)
+    assert all((out / a["path"]).is_file() for s in m["shards"] for a in s["arrays"].values())
+
+
+def test_prepare_into_a_directory_holding_only_a_stale_lock_file(tmp_path, vocab, docs):
+    src = write_text_corpus(tmp_path / "c.txt", docs)
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": 999999, "purpose": "bertkit prepare"}))  # a dead holder
+    prepare(PrepareConfig(inputs=[str(src)], out=out, tokenizer=vocab))
+    assert verify_dataset(out) == [] and not (out / LOCK_NAME).exists()
+
+
+def test_a_failed_prepare_leaves_no_directory(tmp_path, vocab):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(Exception, match="no documents"):
+        prepare(PrepareConfig(inputs=[str(empty)], out=tmp_path / "new", tokenizer=vocab))
+    assert not (tmp_path / "new").exists()
+
+
+def test_merge_is_locked_and_ignores_a_lock_file(tmp_path, vocab, docs):
+    src = write_text_corpus(tmp_path / "c.txt", docs)
+    a, b = tmp_path / "a", tmp_path / "b"
+    prepare(PrepareConfig(inputs=[str(src)], out=a, tokenizer=vocab))
+    prepare(PrepareConfig(inputs=[str(src)], out=b, tokenizer=vocab))
+    out = tmp_path / "m"
+    with output_lock(out, purpose="someone else"):
+        with pytest.raises(OutputLockedError, match="someone else"):
+            merge_datasets([a, b], out)
+        assert not (out / "manifest.json").exists()
+    with output_lock(a, purpose="reader test"):  # a lock file inside an input does not disturb merge or verify
+        merge_datasets([a, b], out)
+        assert verify_dataset(a) == []
+    assert verify_dataset(out) == [] and not (out / LOCK_NAME).exists()
+
+
+def test_cli_merge_of_a_locked_output_is_one_line(tmp_path, vocab, docs):
+    src = write_text_corpus(tmp_path / "c.txt", docs)
+    a = tmp_path / "a"
+    prepare(PrepareConfig(inputs=[str(src)], out=a, tokenizer=vocab))
+    with output_lock(tmp_path / "m", purpose="holder"):
+        r = run_cli("merge", str(a), "--out", str(tmp_path / "m"))
+    assert r.returncode == 1 and "holder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_encode_store_is_locked_and_a_lock_file_is_not_foreign(tmp_path):
+    pytest.importorskip("torch")
+    from nextlevel_fixtures import prepare_chunks, texts, write_tiny_encoder
+
+    from bertkit.encode.store import encode_dataset, verify_store
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(texts(12)) + "\n")
+    enc_dir = write_tiny_encoder(tmp_path / "enc")
+    dataset = prepare_chunks(tmp_path / "ds", corpus, enc_dir / "vocab.txt")
+    out = tmp_path / "emb"
+    with output_lock(out, purpose="another encode"):
+        with pytest.raises(OutputLockedError, match="another encode"):
+            encode_dataset(dataset, str(enc_dir), out, device="cpu")
+        with pytest.MonkeyPatch.context() as mp:  # a --shard worker waits for the lock a moment, then gives up
+            mp.setattr("bertkit.encode.store.SHARD_LOCK_WAIT", 0.2)
+            with pytest.raises(OutputLockedError, match="another encode"):
+                encode_dataset(dataset, str(enc_dir), out, device="cpu", shard=(0, 2))
+        assert not (out / "encode.json").exists()
+    summary = encode_dataset(dataset, str(enc_dir), out, device="cpu")
+    assert summary["complete"] and verify_store(out) == [] and not (out / LOCK_NAME).exists()
+
+
+# ------------------------------------------------------------------------------------------------ checked resume
+
+
+def _interrupt_after(shards: int, out: Path):
+    """A progress callback that stops the run (as Ctrl-C does) once `shards` shard records are published."""
+
+    def cb(_counters):
+        if len(list((out / "shards").glob("*.json"))) >= shards:
+            raise KeyboardInterrupt
+
+    return cb
+
+
+def _interrupted(tmp_path, src, vocab, name="ds", **kw) -> tuple[Path, PrepareConfig]:
+    out = tmp_path / name
+    cfg = PrepareConfig(inputs=[str(src)], out=out, tokenizer=vocab, threads=1, shard_size=16384, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(cfg, _interrupt_after(2, out))
+    assert not (out / "manifest.json").exists() and list((out / "shards").glob("*.json"))
+    return out, cfg
+
+
+def _resume(cfg: PrepareConfig, **changes):
+    import dataclasses
+
+    return prepare(dataclasses.replace(cfg, resume=True, **changes))
+
+
+def test_resume_after_an_input_edit_is_refused_naming_the_file(tmp_path, vocab):
+    src = write_text_corpus(tmp_path / "c.txt", make_documents(3000, seed=5))
+    out, cfg = _interrupted(tmp_path, src, vocab)
+    text = src.read_bytes()
+    write_text_corpus(src, make_documents(3000, seed=6))  # other text (another size)
+    with pytest.raises(ConfigError, match=r"cannot resume.*input .*c\.txt changed.*--overwrite"):
+        _resume(cfg)
+    # the same size, one byte different
+    src.write_bytes(text[:100] + (b"x" if text[100:101] != b"x" else b"y") + text[101:])
+    with pytest.raises(ConfigError, match=r"c\.txt changed \(same size, xxh3"):
+        _resume(cfg)
+    assert not (out / "manifest.json").exists()
+    # --overwrite starts again and gives the dataset of the edited input
+    _resume(cfg, overwrite=True)
+    assert verify_dataset(out) == []
+
+
+def test_resume_after_a_vocab_change_or_other_options_is_refused(tmp_path, docs, vocab):
+    src = write_text_corpus(tmp_path / "c.txt", make_documents(3000, seed=5))
+    out, cfg = _interrupted(tmp_path, src, vocab)
+    other = tmp_path / "vocab.txt"
+    lines = vocab.read_text().splitlines()
+    other.write_text("\n".join(lines[:5] + lines[5:][::-1]) + "\n")  # the same words under other ids
+    import shutil
+
+    backup = tmp_path / "orig-vocab.txt"
+    shutil.copy(vocab, backup)
+    try:
+        shutil.copy(other, vocab)
+        with pytest.raises(ConfigError, match=r"tokenizer vocab_sha256"):
+            _resume(cfg)
+    finally:
+        shutil.copy(backup, vocab)
+    with pytest.raises(ConfigError, match=r"option seed: 12345 then, 7 now"):
+        _resume(cfg, seed=7)
+    with pytest.raises(ConfigError, match=r"input .*d\.txt is new"):
+        _resume(cfg, inputs=[str(src), str(write_text_corpus(tmp_path / "d.txt", docs))])
+    # unchanged: the resume finishes and equals an uninterrupted run
+    summary = _resume(cfg)
+    ref_out = tmp_path / "ref"
+    prepare(PrepareConfig(inputs=[str(src)], out=ref_out, tokenizer=vocab, threads=1, shard_size=16384))
+    strip = lambda m: [(s["name"], {k: v["xxh3"] for k, v in s["arrays"].items()}) for s in m["shards"]]  # noqa: E731
+    assert strip(manifest(out)) == strip(manifest(ref_out))
+    assert summary["resumed_shards"] >= 2
+    assert manifest(out)["totals"] == manifest(ref_out)["totals"]
+
+
+def test_resume_removes_leftover_temporaries_and_counts_do_not_underflow(tmp_path, vocab):
+    src = write_text_corpus(tmp_path / "c.txt", make_documents(3000, seed=5))
+    out, cfg = _interrupted(tmp_path, src, vocab, instances=["nsp"], dupe_factor=1)
+    leftovers = [out / "shards" / "nsp-00003.input_ids.npy.tmp-4242", out / "manifest.json.tmp-77"]
+    for p in leftovers:
+        p.write_bytes(b"partial")
+    keep = out / "shards" / "notes.tmp-abc"  # not a writer's temporary name: left alone
+    keep.write_text("mine")
+    summary = _resume(cfg)
+    assert not any(p.exists() for p in leftovers) and keep.exists()
+    skipped = summary["totals"]["skipped"]
+    assert all(0 <= n < 3000 for n in skipped.values()), skipped
+    assert verify_dataset(out) == []
+
+
+def test_a_shard_record_with_more_documents_than_the_input_is_refused(tmp_path, vocab):
+    # If a record disagrees with the (proven unchanged) input, the resume stops instead of underflowing a counter.
+    src = write_text_corpus(tmp_path / "c.txt", make_documents(3000, seed=5))
+    out, cfg = _interrupted(tmp_path, src, vocab)
+    rec = out / "shards" / "corpus-00000.json"
+    r = json.loads(rec.read_text())
+    r["rows"] += 10**6
+    rec.write_text(json.dumps(r))
+    with pytest.raises(FormatError, match=r"corpus-00000\.json.*inputs changed"):
+        _resume(cfg)
