@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import make_documents, make_vocab, manifest, run_cli, write_text_corpus
 
@@ -247,3 +248,130 @@ def test_a_shard_record_with_more_documents_than_the_input_is_refused(tmp_path, 
     rec.write_text(json.dumps(r))
     with pytest.raises(FormatError, match=r"corpus-00000\.json.*inputs changed"):
         _resume(cfg)
+
+
+# ------------------------------------------------------------------------------------------------ checked reading
+
+
+@pytest.fixture(scope="module")
+def full_ds(tmp_path_factory, vocab):
+    """A prepared dataset with every shard kind (corpus, nsp, mlm, chunks), several shards each."""
+    root = tmp_path_factory.mktemp("full")
+    src = write_text_corpus(root / "c.txt", make_documents(400, seed=8))
+    out = root / "ds"
+    prepare(
+        PrepareConfig(
+            inputs=[str(src)],
+            out=out,
+            tokenizer=vocab,
+            instances=["nsp", "mlm", "chunks"],
+            dupe_factor=1,
+            max_seq_length=32,
+            chunk_size=16,
+            shard_size=32768,
+            threads=1,
+        )
+    )
+    return out
+
+
+def _copy(ds: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(ds, dst)
+    return dst
+
+
+def _poke(ds: Path, kind: str, array: str, index: int, value: int, shard: int = 0) -> tuple[str, Path]:
+    """Write `value` at `index` (negative: from the end) of array `array` of the `shard`-th shard of `kind`."""
+    m = manifest(ds)
+    sh = [s for s in m["shards"] if s["kind"] == kind][shard]
+    path = ds / sh["arrays"][array]["path"]
+    a = np.load(path, mmap_mode="r+")
+    flat = a.reshape(-1)
+    flat[index] = value
+    a.flush()
+    del a
+    return sh["name"], path
+
+
+# (kind, array, index, value): each breaks the structure or a value range the readers rely on.
+CORRUPTIONS = [
+    ("corpus", "tokens", 5, 65535),  # token id beyond the vocabulary (was: torch IndexError)
+    ("corpus", "sentence_offsets", 3, 2**62),  # huge offset (was: nsp_pairs spinning)
+    ("corpus", "document_offsets", 1, 10**6),  # flipped byte (was: Rust PanicException)
+    ("corpus", "document_offsets", 2, 0),  # decreasing
+    ("corpus", "document_sources", 0, 7),  # an input that does not exist
+    ("nsp", "input_ids", 3, 65535),
+    ("nsp", "offsets", 1, 10**9),
+    ("nsp", "segment_a_lengths", 0, 60000),
+    ("nsp", "next_sentence_labels", 0, 7),
+    ("nsp", "masked_positions", 0, 60000),
+    ("nsp", "masked_lm_ids", 0, 65535),
+    ("nsp", "masked_offsets", 1, 10**9),
+    ("mlm", "input_ids", 7, 65535),
+    ("chunks", "input_ids", 2, 65535),
+    ("chunks", "offsets", 1, 10**9),
+    ("chunks", "document_offsets", 1, 10**9),
+]
+
+
+@pytest.mark.parametrize("kind,array,index,value", CORRUPTIONS, ids=[f"{k}-{a}-{v}" for k, a, _, v in CORRUPTIONS])
+def test_each_corrupt_array_is_named_on_open(full_ds, tmp_path, kind, array, index, value):
+    from bertkit.data.dataset import open_dataset
+
+    ds = _copy(full_ds, tmp_path)
+    name, path = _poke(ds, kind, array, index, value)
+    with pytest.raises(FormatError) as e:  # without checksums: the value checks alone catch it
+        open_dataset(ds)
+    msg = str(e.value)
+    assert str(path) in msg and repr(name) in msg and repr(array) in msg and "corrupt" in msg, msg
+    with pytest.raises(FormatError, match=rf"{name}.*{array}.*checksum"):  # with checksums: caught before reading
+        open_dataset(ds, verify_checksums=True)
+
+
+def test_a_plausible_flip_is_caught_by_the_checksum_only(full_ds, tmp_path):
+    from bertkit.data.dataset import open_dataset
+
+    ds = _copy(full_ds, tmp_path)
+    tokens = np.load(ds / manifest(ds)["shards"][0]["arrays"]["tokens"]["path"])
+    name, _ = _poke(ds, "corpus", "tokens", 4, int(tokens[4]) ^ 1)  # still a valid id
+    open_dataset(ds)  # structurally fine: values alone cannot tell
+    with pytest.raises(FormatError, match=rf"shard '{name}' \(corpus\) array 'tokens' fails its checksum"):
+        open_dataset(ds, verify_checksums=True)
+
+
+@pytest.mark.parametrize("array,value", [("sentence_offsets", 2**62), ("document_offsets", 10**6)])
+def test_rust_views_refuse_corrupt_offsets_instead_of_panicking_or_spinning(full_ds, tmp_path, array, value):
+    from bertkit.data.views import MlmStream, chunk_view, mlm_view, nsp_view
+
+    ds = _copy(full_ds, tmp_path)
+    name, path = _poke(ds, "corpus", array, 2, value)
+    for call in (lambda: nsp_view(ds, seq_len=32), lambda: mlm_view(ds, 32), lambda: MlmStream(ds),
+                 lambda: chunk_view(ds, 16)):  # fmt: skip
+        with pytest.raises(FormatError, match=rf"{path.name}.*{name}.*{array}.*corrupt"):
+            call()
+
+
+def _train_args(ds: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--preset", "tiny", "--data", str(ds), "--out", str(out), "--max-steps", "2", "--batch-size",
+            "4", "--seq-len", "32", "--device", "cpu", "--eval-every", "0", "-q", *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_on_corrupt_shards_is_a_one_line_error(full_ds, tmp_path):
+    ds = _copy(full_ds, tmp_path)
+    _poke(ds, "corpus", "document_offsets", 1, 10**6)
+    for view in ("mlm", "nsp"):
+        r = run_cli(*_train_args(ds, tmp_path / f"run-{view}", "--view", view, "--no-verify-data"))
+        assert r.returncode == 1 and "document_offsets" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and "Panic" not in r.stderr
+    # a plausible flip trains silently without checksums, and is refused with them (the default)
+    ds2 = _copy(full_ds, tmp_path / "b")
+    tokens = np.load(ds2 / manifest(ds2)["shards"][0]["arrays"]["tokens"]["path"])
+    _poke(ds2, "corpus", "tokens", 4, int(tokens[4]) ^ 1)
+    r = run_cli(*_train_args(ds2, tmp_path / "run-sum"))
+    assert r.returncode == 1 and "checksum" in r.stderr and "'tokens'" in r.stderr, r.stderr
+    r = run_cli(*_train_args(ds2, tmp_path / "run-skip", "--no-verify-data"))
+    assert r.returncode == 0, r.stderr

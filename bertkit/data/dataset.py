@@ -1,8 +1,9 @@
 """Read a prepared dataset: memory-mapped arrays, global indexing across shards, instances, decode, verify.
 
-Everything here is numpy only (no torch). Opening a dataset maps every array (`np.load(mmap_mode="r")`) and
-checks its dtype, shape and size against the manifest; nothing is read in full, and there is no Python loop
-over tokens: a global index finds its shard with `np.searchsorted` over the shards' start offsets.
+Everything here is numpy only (no torch). Opening a dataset maps every array (`np.load(mmap_mode="r")`), checks
+its dtype, shape and size against the manifest and validates its values with vectorised passes (offsets, id
+ranges), optionally after checking each shard's checksum; there is no Python loop over tokens: a global index
+finds its shard with `np.searchsorted` over the shards' start offsets.
 """
 
 from __future__ import annotations
@@ -103,6 +104,68 @@ def _check_offsets(root: Path, shard: Shard, name: str, offsets: np.ndarray, n: 
     _check(int(offsets[-1]) == end, root, shard, f"{name} ends at {int(offsets[-1])}, expected {end}")
 
 
+_BLOCK = 1 << 22  # elements per vectorised check (bounds the temporaries on huge arrays)
+
+
+def _bad(root: Path, shard: Shard, name: str, what: str) -> FormatError:
+    path = root / shard.arrays[name].path if name in shard.arrays else root
+    return FormatError(
+        f"{path}: shard {shard.name!r} ({shard.kind}) array {name!r} is corrupt: {what} (run bertkit verify)"
+    )
+
+
+def _check_monotone(root: Path, shard: Shard, name: str, offsets: np.ndarray, end: int) -> None:
+    """Offsets never decrease and stay within [0, end] (the first and last entries are checked by _check_offsets)."""
+    for lo in range(0, max(len(offsets) - 1, 0), _BLOCK):
+        a = offsets[lo : lo + _BLOCK + 1]
+        down = np.flatnonzero(a[1:] < a[:-1])
+        if down.size:
+            i = lo + int(down[0]) + 1
+            raise _bad(
+                root, shard, name, f"entry {i} ({int(offsets[i])}) is below entry {i - 1} ({int(offsets[i - 1])})"
+            )
+        if int(a.max(initial=0)) > end:
+            i = lo + int(np.argmax(a > end))
+            raise _bad(root, shard, name, f"entry {i} ({int(offsets[i])}) is beyond the end {end}")
+
+
+def _check_below(root: Path, shard: Shard, name: str, values: np.ndarray, limit: int, what: str) -> None:
+    """Every value < limit (token ids < vocab size, labels < 2, sources < number of inputs)."""
+    for lo in range(0, values.size, _BLOCK):
+        a = values.reshape(-1)[lo : lo + _BLOCK]
+        if a.size and int(a.max()) >= limit:
+            i = lo + int(np.argmax(a >= limit))
+            raise _bad(root, shard, name, f"entry {i} is {int(values.reshape(-1)[i])}, {what} must be < {limit}")
+
+
+# xxh3 of array files already checked by this process: (real path, size, mtime_ns) -> xxh3.
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def _verify_checksums(root: Path, shard: Shard) -> None:
+    """Hash every array file of a shard once per process (cached by path, size and mtime) against the manifest."""
+    buf: bytearray | None = None
+    for name, rec in shard.arrays.items():
+        path = root / rec.path
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                errno.ENOENT, f"shard {shard.name!r}: array file {name!r} is missing (run bertkit verify)", str(path)
+            ) from None
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+        digest = _VERIFIED.get(key)
+        if digest is None:
+            buf = buf if buf is not None else bytearray(_CHUNK)
+            _, digest = _hash_file(path, buf, None)
+            _VERIFIED[key] = digest
+        if digest != rec.xxh3:
+            raise FormatError(
+                f"{path}: shard {shard.name!r} ({shard.kind}) array {name!r} fails its checksum (xxh3 {digest}, "
+                f"the manifest says {rec.xxh3}): the file is corrupt (run bertkit verify)"
+            )
+
+
 @dataclass(frozen=True)
 class Document:
     """One document: its sentences (views of token ids), all its tokens, and the input file it came from."""
@@ -116,8 +179,19 @@ class Document:
         return len(self.sentences)
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What array values are checked against when a dataset is opened."""
+
+    vocab_size: int
+    inputs: int | None  # number of input files (document_sources index them); None: not recorded
+    checksums: bool  # hash each shard's files (once per process) before reading them
+
+
 class _CorpusShard:
-    def __init__(self, root: Path, shard: Shard, token_dtype: str):
+    def __init__(self, root: Path, shard: Shard, token_dtype: str, limits: _Limits):
+        if limits.checksums:
+            _verify_checksums(root, shard)
         spec = ARRAYS["corpus"]
         a = {n: _load_array(root, shard, n, token_dtype if d == "token" else d, nd) for n, (d, nd) in spec.items()}
         self.tokens: np.ndarray = a["tokens"]
@@ -129,6 +203,12 @@ class _CorpusShard:
         _check_offsets(root, shard, "sentence_offsets", self.sentence_offsets, shard.sentences, len(self.tokens))
         _check_offsets(root, shard, "document_offsets", self.document_offsets, shard.rows, shard.sentences)
         _check(len(self.document_sources) == shard.rows, root, shard, "document_sources length != rows")
+        _check_monotone(root, shard, "sentence_offsets", self.sentence_offsets, len(self.tokens))
+        _check_monotone(root, shard, "document_offsets", self.document_offsets, shard.sentences)
+        _check_below(root, shard, "tokens", self.tokens, limits.vocab_size, "token ids")
+        if limits.inputs is not None:
+            n = limits.inputs - shard.input_offset
+            _check_below(root, shard, "document_sources", self.document_sources, max(n, 0), "input indices")
 
 
 class _View(Sequence):
@@ -223,6 +303,31 @@ class Tokens:
         return f"<Tokens: {len(self)} ids in {len(self.shards)} shard(s)>"
 
 
+def _check_nsp_values(root: Path, sh: Shard, a: dict[str, np.ndarray], limits: _Limits) -> None:
+    """Offsets monotone and in bounds, ids in the vocabulary, labels 0/1, segment A and masked positions inside
+    their instance (vectorised over the shard)."""
+    offsets, masked_offsets = a["offsets"], a["masked_offsets"]
+    _check_monotone(root, sh, "offsets", offsets, len(a["input_ids"]))
+    _check_monotone(root, sh, "masked_offsets", masked_offsets, len(a["masked_positions"]))
+    _check_below(root, sh, "input_ids", a["input_ids"], limits.vocab_size, "token ids")
+    _check_below(root, sh, "masked_lm_ids", a["masked_lm_ids"], limits.vocab_size, "token ids")
+    _check_below(root, sh, "next_sentence_labels", a["next_sentence_labels"], 2, "labels")
+    lengths = np.diff(offsets.astype(np.int64))
+    over = np.flatnonzero(a["segment_a_lengths"].astype(np.int64) > lengths)
+    if over.size:
+        i = int(over[0])
+        raise _bad(root, sh, "segment_a_lengths", f"entry {i} ({int(a['segment_a_lengths'][i])}) exceeds its instance")
+    per_instance = np.diff(masked_offsets.astype(np.int64))
+    if len(a["masked_positions"]):
+        limit = np.repeat(lengths, per_instance)
+        over = np.flatnonzero(a["masked_positions"].astype(np.int64) >= limit)
+        if over.size:
+            i = int(over[0])
+            raise _bad(
+                root, sh, "masked_positions", f"entry {i} ({int(a['masked_positions'][i])}) is outside its instance"
+            )
+
+
 class NspInstances(_View):
     """Static NSP instances (Google `create_pretraining_data.py` layout, unpadded).
 
@@ -232,9 +337,11 @@ class NspInstances(_View):
 
     _what = "nsp instance"
 
-    def __init__(self, root: Path, shards: list[Shard], token_dtype: str):
+    def __init__(self, root: Path, shards: list[Shard], token_dtype: str, limits: _Limits):
         self._shards = []
         for sh in shards:
+            if limits.checksums:
+                _verify_checksums(root, sh)
             a = {
                 n: _load_array(root, sh, n, token_dtype if d == "token" else d, nd)
                 for n, (d, nd) in ARRAYS["nsp"].items()
@@ -244,6 +351,7 @@ class NspInstances(_View):
             _check(len(a["masked_lm_ids"]) == len(a["masked_positions"]), root, sh, "masked_lm_ids length")
             _check(len(a["segment_a_lengths"]) == sh.rows, root, sh, "segment_a_lengths length != rows")
             _check(len(a["next_sentence_labels"]) == sh.rows, root, sh, "next_sentence_labels length != rows")
+            _check_nsp_values(root, sh, a, limits)
             self._shards.append(a)
         self._starts = _starts(sh.rows for sh in shards)
 
@@ -271,11 +379,14 @@ class MlmInstances(_View):
 
     _what = "mlm row"
 
-    def __init__(self, root: Path, shards: list[Shard], token_dtype: str):
+    def __init__(self, root: Path, shards: list[Shard], token_dtype: str, limits: _Limits):
         self._shards = []
         for sh in shards:
+            if limits.checksums:
+                _verify_checksums(root, sh)
             a = _load_array(root, sh, "input_ids", token_dtype, 2)
             _check(a.shape[0] == sh.rows, root, sh, f"{a.shape[0]} rows, record says {sh.rows}")
+            _check_below(root, sh, "input_ids", a, limits.vocab_size, "token ids")
             self._shards.append(a)
         lengths = {a.shape[1] for a in self._shards}
         if len(lengths) > 1:
@@ -310,13 +421,18 @@ class ChunkInstances(_View):
 
     _what = "chunked document"
 
-    def __init__(self, root: Path, shards: list[Shard], token_dtype: str):
+    def __init__(self, root: Path, shards: list[Shard], token_dtype: str, limits: _Limits):
         self._shards = []
         for sh in shards:
+            if limits.checksums:
+                _verify_checksums(root, sh)
             spec = ARRAYS["chunks"]
             a = {n: _load_array(root, sh, n, token_dtype if d == "token" else d, nd) for n, (d, nd) in spec.items()}
             _check_offsets(root, sh, "offsets", a["offsets"], sh.chunks, len(a["input_ids"]))
             _check_offsets(root, sh, "document_offsets", a["document_offsets"], sh.rows, sh.chunks)
+            _check_monotone(root, sh, "offsets", a["offsets"], len(a["input_ids"]))
+            _check_monotone(root, sh, "document_offsets", a["document_offsets"], sh.chunks)
+            _check_below(root, sh, "input_ids", a["input_ids"], limits.vocab_size, "token ids")
             self._shards.append(a)
         self._starts = _starts(sh.rows for sh in shards)
         self._chunk_starts = _starts(sh.chunks for sh in shards)
@@ -394,15 +510,28 @@ class Vocab:
         return " ".join(words)
 
 
+def _vocab_size(root: Path, m: Manifest) -> int:
+    """The manifest's `tokenizer.vocab_size` (token ids are checked against it)."""
+    v = m.tokenizer.get("vocab_size")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise FormatError(f"{root / 'manifest.json'}: tokenizer.vocab_size is missing or not a positive integer")
+    return v
+
+
 class Dataset:
     """An opened dataset. Use `open_dataset(path)`."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, verify_checksums: bool = False):
         self.path = Path(path)
         self.manifest: Manifest = read_manifest(self.path)
         m = self.manifest
+        limits = _Limits(
+            vocab_size=_vocab_size(self.path, m),
+            inputs=len(m.inputs) if m.inputs or m.kind != "merged" else None,
+            checksums=verify_checksums,
+        )
         corpus = m.shards_of("corpus")
-        self._corpus = [_CorpusShard(self.path, s, m.token_dtype) for s in corpus]
+        self._corpus = [_CorpusShard(self.path, s, m.token_dtype, limits) for s in corpus]
         self._doc_starts = _starts(s.rows for s in corpus)
         self._sent_starts = _starts(s.sentences for s in corpus)
         self._tok_starts = _starts(s.tokens for s in corpus)
@@ -416,7 +545,7 @@ class Dataset:
             if s.kind not in ARRAYS:
                 raise FormatError(f"{self.path}: shard {s.name!r} has unknown kind {s.kind!r}")
         self._instances = {
-            kind: view(self.path, m.shards_of(kind), m.token_dtype)
+            kind: view(self.path, m.shards_of(kind), m.token_dtype, limits)
             for kind, view in _INSTANCE_VIEWS.items()
             if m.shards_of(kind)
         }
@@ -526,9 +655,15 @@ class Dataset:
         return verify_dataset(self.path, on_progress)
 
 
-def open_dataset(path: str | os.PathLike[str]) -> Dataset:
-    """Open a prepared (or merged) dataset directory: FormatError if incomplete or inconsistent."""
-    return Dataset(path)
+def open_dataset(path: str | os.PathLike[str], *, verify_checksums: bool = False) -> Dataset:
+    """Open a prepared (or merged) dataset directory: FormatError if incomplete or inconsistent.
+
+    Every array's dtype and shape is checked against the manifest and its values are validated (offsets monotone
+    and within bounds, token ids below the vocabulary size, labels and input indices in range), so a corrupt shard
+    is named here and never reaches an index. `verify_checksums` also hashes each shard's files against the
+    manifest before reading them (once per process; what `train`, `eval` and `encode` do unless told not to).
+    """
+    return Dataset(path, verify_checksums=verify_checksums)
 
 
 def _hash_file(path: Path, buf: bytearray, on_bytes: Callable[[int], None] | None) -> tuple[int, str]:

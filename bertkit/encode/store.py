@@ -228,11 +228,12 @@ def verify_store(path: str | os.PathLike[str]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ the writer
 
 
-def _chunk_table(dataset: Path) -> tuple[Any, Any, np.ndarray, int]:
-    """The opened dataset, its chunk instances, global chunk offsets per document, and its chunk size."""
+def _chunk_table(dataset: Path, verify_data: bool = True) -> tuple[Any, Any, np.ndarray, int]:
+    """The opened dataset (shard checksums checked with `verify_data`), its chunk instances, global chunk offsets per
+    document, and its chunk size."""
     from bertkit.data.dataset import open_dataset
 
-    ds = open_dataset(dataset)
+    ds = open_dataset(dataset, verify_checksums=verify_data)
     if "chunks" not in ds.instance_kinds:
         have = ", ".join(ds.instance_kinds) or "none"
         raise ConfigError(
@@ -350,12 +351,14 @@ def encode_dataset(
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     compile: bool = False,
+    verify_data: bool = True,
 ) -> dict[str, Any]:
     """Encode every chunk of ``dataset`` (prepared with ``--instances chunks``) with ``encoder`` (a name, a
     directory or a loaded :class:`~bertkit.encode.encoder.SentenceEncoder`) into the store ``out``.
 
     ``shard=(I, N)`` encodes only the store shards ``i % N == I``; the manifest is written by whichever call completes
-    the last shard. Completed shards are never encoded again (resume). ``on_progress(done, total)`` counts this
+    the last shard. Completed shards are never encoded again (resume). ``verify_data=False`` skips the dataset's shard
+    checksums (its values are validated either way). ``on_progress(done, total)`` counts this
     call's chunks. ``compile`` loads the encoder (when given by name) under ``torch.compile``; it does not change
     the store (the embeddings agree to float tolerance), so a job may resume with or without it. Returns a summary
     (documents, chunks, shards done now / before, ``complete``, seconds).
@@ -367,7 +370,7 @@ def encode_dataset(
     index, count = _parse_shard(shard)
     if not isinstance(shard_chunks, int) or shard_chunks < 1:
         raise ConfigError(f"shard_chunks must be a positive integer, got {shard_chunks!r}")
-    ds, chunks, doc_offsets, chunk_size = _chunk_table(dataset)
+    ds, chunks, doc_offsets, chunk_size = _chunk_table(dataset, verify_data)
     n_docs, n_chunks = len(doc_offsets) - 1, int(doc_offsets[-1])
     if n_docs == 0 or n_chunks == 0:
         raise ConfigError(f"{dataset}: the dataset has no chunks to encode ({n_docs} documents)")

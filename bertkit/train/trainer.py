@@ -169,6 +169,7 @@ def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, i
         fix_quirks=config.fix_quirks,
         drop_last=split == "train" or info.world_size > 1,
         short_p=config.short_p if split == "train" else 0.0,  # evaluation reads full rows
+        verify_data=config.verify_data,
     )
 
 
