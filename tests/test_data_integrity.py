@@ -375,3 +375,69 @@ def test_train_on_corrupt_shards_is_a_one_line_error(full_ds, tmp_path):
     assert r.returncode == 1 and "checksum" in r.stderr and "'tokens'" in r.stderr, r.stderr
     r = run_cli(*_train_args(ds2, tmp_path / "run-skip", "--no-verify-data"))
     assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ verify recounts
+
+
+def _first(m: dict, kind: str) -> dict:
+    return next(s for s in m["shards"] if s["kind"] == kind)
+
+
+# Each edit of a manifest field that `verify` used to accept (it only compared hashes), and a phrase of its report.
+EDITS = {
+    "totals.documents": (
+        lambda m: m["totals"].__setitem__("documents", m["totals"]["documents"] + 1),
+        "totals.documents",
+    ),
+    "totals.sentences": (lambda m: m["totals"].__setitem__("sentences", 1), "totals.sentences"),
+    "totals.tokens": (lambda m: m["totals"].__setitem__("tokens", 5), "totals.tokens"),
+    "shard rows": (lambda m: _first(m, "corpus").__setitem__("rows", _first(m, "corpus")["rows"] - 1), "rows"),
+    "shard sentences": (lambda m: _first(m, "corpus").__setitem__("sentences", 3), "sentences 3"),
+    "shard tokens": (lambda m: _first(m, "nsp").__setitem__("tokens", 3), "tokens 3"),
+    "shard chunks": (lambda m: _first(m, "chunks").__setitem__("chunks", 3), "chunks 3"),
+    "token_dtype": (lambda m: m.__setitem__("token_dtype", "uint32"), "uint32"),
+    "array dtype": (
+        lambda m: _first(m, "corpus")["arrays"]["sentence_offsets"].__setitem__("dtype", "uint32"),
+        "sentence_offsets",
+    ),  # fmt: skip
+    "array shape": (lambda m: _first(m, "nsp")["arrays"]["offsets"].__setitem__("shape", [2]), "offsets"),
+    "totals.instances.nsp": (lambda m: m["totals"]["instances"].__setitem__("nsp", 12345), "totals.instances.nsp"),
+    "totals.instances.mlm": (lambda m: m["totals"]["instances"].__setitem__("mlm", 0), "totals.instances.mlm"),
+    "an instance kind without shards": (lambda m: m["totals"]["instances"].__setitem__("other", 4), "instances.other"),
+}
+
+
+@pytest.mark.parametrize("field", list(EDITS))
+def test_verify_recomputes_each_manifest_field(full_ds, tmp_path, field):
+    edit, phrase = EDITS[field]
+    assert verify_dataset(full_ds) == []
+    ds = _copy(full_ds, tmp_path)
+    m = manifest(ds)
+    edit(m)
+    (ds / "manifest.json").write_text(json.dumps(m, indent=2))
+    problems = verify_dataset(ds)
+    assert problems and any(phrase in p for p in problems), problems
+
+
+def test_verify_reports_corrupt_values_with_matching_checksums(full_ds, tmp_path):
+    # A writer bug (or an edit that also rewrote the checksum) gives a file that hashes right but holds bad offsets.
+    import xxhash
+
+    ds = _copy(full_ds, tmp_path)
+    name, path = _poke(ds, "corpus", "document_offsets", 1, 10**6)
+    m = manifest(ds)
+    _first(m, "corpus")["arrays"]["document_offsets"]["xxh3"] = xxhash.xxh3_64_hexdigest(path.read_bytes())
+    (ds / "manifest.json").write_text(json.dumps(m, indent=2))
+    problems = verify_dataset(ds)
+    assert len(problems) == 1 and "document_offsets" in problems[0] and name in problems[0], problems
+    r = run_cli("verify", str(ds))
+    assert r.returncode != 0 and "document_offsets" in r.stdout + r.stderr
+
+
+def test_verify_and_inspect_ignore_a_lock_file(full_ds, tmp_path):
+    ds = _copy(full_ds, tmp_path)
+    (ds / LOCK_NAME).write_text(json.dumps({"pid": 1}))
+    assert verify_dataset(ds) == []
+    r = run_cli("inspect", str(ds))
+    assert r.returncode == 0, r.stderr

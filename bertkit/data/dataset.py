@@ -682,7 +682,9 @@ def _hash_file(path: Path, buf: bytearray, on_bytes: Callable[[int], None] | Non
 
 
 def verify_dataset(path: str | os.PathLike[str], on_progress: Callable[[int, int], None] | None = None) -> list[str]:
-    """Re-hash every array file listed in the manifest (and check the vocabulary's sha256).
+    """Re-hash every array file listed in the manifest (and check the vocabulary's sha256), then recompute every
+    claim of the manifest from the shards (dtypes and shapes from the .npy headers, rows, sentences, tokens,
+    chunks, token dtype, totals, instance counts) and validate the values as opening does.
 
     Needs only the manifest, so it works on datasets too damaged to open. Returns one message per problem
     (naming the shard and the file), empty when intact. `on_progress(done_bytes, total_bytes)` is called as
@@ -723,6 +725,7 @@ def verify_dataset(path: str | os.PathLike[str], on_progress: Callable[[int, int
                 f"shard {shard.name}: {p}: checksum mismatch (expected xxh3 {a.xxh3}, found {digest}); "
                 "the file is corrupt"
             )
+    problems += _recount(root, m, problems)
     vocab = root / TOKENIZER_DIR / VOCAB_FILE
     want = m.tokenizer.get("vocab_sha256")
     if want and vocab.is_file():
@@ -730,6 +733,101 @@ def verify_dataset(path: str | os.PathLike[str], on_progress: Callable[[int, int
         got = hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()
         if got != want:
             problems.append(f"tokenizer: {vocab}: sha256 {got} does not match the manifest's vocab_sha256 {want}")
+    return problems
+
+
+def _recount(root: Path, m: Manifest, earlier: list[str]) -> list[str]:
+    """Recompute what the manifest claims from the shards themselves: each array's dtype and shape (from its .npy
+    header), each shard's rows / sentences / tokens / chunks, the token dtype, the totals and the instance counts;
+    then, when all of that agrees, the values (as opening does: offsets, id ranges)."""
+    problems: list[str] = []
+    arrays: dict[tuple[str, str], np.ndarray] = {}
+    vocab_size = m.tokenizer.get("vocab_size")
+    if isinstance(vocab_size, int) and not isinstance(vocab_size, bool):
+        from bertkit.data.format import token_dtype_for_vocab
+
+        if m.token_dtype != token_dtype_for_vocab(vocab_size):
+            want = token_dtype_for_vocab(vocab_size)
+            problems.append(f"manifest: token_dtype {m.token_dtype}, but a vocabulary of {vocab_size} uses {want}")
+    for sh in m.shards:
+        spec = ARRAYS.get(sh.kind)
+        if spec is None:
+            problems.append(f"shard {sh.name}: unknown kind {sh.kind!r}")
+            continue
+        for name in sorted(set(spec) - set(sh.arrays)):
+            problems.append(f"shard {sh.name}: the manifest lists no {name!r} array (a {sh.kind} shard has one)")
+        for name, rec in sh.arrays.items():
+            path = root / rec.path
+            try:
+                a = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                continue  # reported by the hashing above
+            want_dtype, ndim = spec.get(name, (rec.dtype, len(rec.shape)))
+            want_dtype = m.token_dtype if want_dtype == "token" else want_dtype
+            found = f"{a.dtype.name}{list(a.shape)}"
+            if a.dtype != np.dtype(DTYPES.get(rec.dtype, "V")) or list(a.shape) != list(rec.shape):
+                problems.append(
+                    f"shard {sh.name}: {path}: holds {found}, the manifest says {rec.dtype}{list(rec.shape)} ({name})"
+                )
+            elif rec.dtype != want_dtype or len(rec.shape) != ndim:
+                problems.append(
+                    f"shard {sh.name}: {path}: {name} is {found}, a {sh.kind} shard's {name} is {want_dtype} with "
+                    f"{ndim} dimension(s)"
+                )
+            else:
+                arrays[(sh.name, name)] = a
+    if problems or earlier:  # the counts below would only echo a missing, truncated or corrupt file
+        return problems
+
+    def n(sh: Shard, name: str, minus: int = 0) -> int | None:
+        a = arrays.get((sh.name, name))
+        return None if a is None else int(a.shape[0]) - minus
+
+    def claim(sh: Shard, field: str, value: int, got: int | None, source: str) -> None:
+        if got is not None and value != got:
+            problems.append(f"shard {sh.name}: the manifest says {field} {value}, its {source} gives {got}")
+
+    counted: dict[str, int] = {}
+    sums = {"documents": 0, "sentences": 0, "tokens": 0}
+    for sh in m.shards:
+        a = arrays.get((sh.name, "input_ids" if sh.kind != "corpus" else "tokens"))
+        claim(sh, "tokens", sh.tokens, None if a is None else int(a.size), "token array")
+        if sh.kind == "corpus":
+            claim(sh, "rows", sh.rows, n(sh, "document_sources"), "document_sources")
+            claim(sh, "rows", sh.rows, n(sh, "document_offsets", 1), "document_offsets")
+            claim(sh, "sentences", sh.sentences, n(sh, "sentence_offsets", 1), "sentence_offsets")
+            sums["documents"] += n(sh, "document_sources") or 0
+            sums["sentences"] += n(sh, "sentence_offsets", 1) or 0
+            sums["tokens"] += int(a.size) if a is not None else 0
+            continue
+        if sh.kind == "nsp":
+            claim(sh, "rows", sh.rows, n(sh, "next_sentence_labels"), "next_sentence_labels")
+            claim(sh, "rows", sh.rows, n(sh, "offsets", 1), "offsets")
+            rows = n(sh, "next_sentence_labels")
+        elif sh.kind == "mlm":
+            claim(sh, "rows", sh.rows, n(sh, "input_ids"), "input_ids")
+            rows = n(sh, "input_ids")
+        else:
+            claim(sh, "rows", sh.rows, n(sh, "document_offsets", 1), "document_offsets")
+            claim(sh, "chunks", sh.chunks, n(sh, "offsets", 1), "offsets")
+            rows = n(sh, "document_offsets", 1)
+        counted[sh.kind] = counted.get(sh.kind, 0) + (rows or 0)
+    t = m.totals
+    if any(s.kind == "corpus" for s in m.shards):
+        for field, got in sums.items():
+            if getattr(t, field) != got:
+                problems.append(f"manifest: totals.{field} is {getattr(t, field)}, the corpus shards hold {got}")
+    for kind in sorted(set(counted) | {k for k, v in t.instances.items() if v}):
+        if t.instances.get(kind, 0) != counted.get(kind, 0):
+            problems.append(
+                f"manifest: totals.instances.{kind} is {t.instances.get(kind, 0)}, the {kind} shards hold "
+                f"{counted.get(kind, 0)}"
+            )
+    if not problems:
+        try:
+            Dataset(root)
+        except FormatError as e:
+            problems.append(str(e))
     return problems
 
 
