@@ -441,3 +441,56 @@ def test_verify_and_inspect_ignore_a_lock_file(full_ds, tmp_path):
     assert verify_dataset(ds) == []
     r = run_cli("inspect", str(ds))
     assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ smaller messages
+
+
+def test_negative_integer_option_names_the_option(tmp_path, vocab, docs):
+    src = write_text_corpus(tmp_path / "c.txt", docs)
+    r = run_cli("prepare", str(src), "--tokenizer", str(vocab), "--out", str(tmp_path / "o"), "--max-seq-length", "-5")
+    assert r.returncode == 1 and "--max-seq-length" in r.stderr and "-5" in r.stderr, r.stderr
+    assert "expected usize" not in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+    for name in ("dupe_factor", "chunk_size", "seed", "shard_size"):
+        with pytest.raises(ConfigError, match=rf"{name} \(--"):
+            PrepareConfig(inputs=[str(src)], out=tmp_path / "o", tokenizer=vocab, **{name: -1})
+
+
+def test_tokenizer_json_without_mask_names_mask(tmp_path, vocab, docs):
+    from tokenizers import BertWordPieceTokenizer
+
+    path = tmp_path / "tokenizer.json"
+    BertWordPieceTokenizer(str(vocab), lowercase=True).save(str(path))
+    d = json.loads(path.read_text())
+    del d["model"]["vocab"]["[MASK]"]  # as a user editing the file would: the ids now have a gap
+    d["added_tokens"] = [a for a in d["added_tokens"] if a["content"] != "[MASK]"]
+    path.write_text(json.dumps(d))
+    src = write_text_corpus(tmp_path / "c.txt", docs)
+    with pytest.raises(FormatError, match=r"tokenizer\.json: missing special token \[MASK\]"):
+        prepare(PrepareConfig(inputs=[str(src)], out=tmp_path / "o", tokenizer=path))
+    assert not (tmp_path / "o").exists()
+
+
+def test_embed_of_an_empty_file_names_it(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    r = run_cli("embed", str(tmp_path / "no-such-run"), str(empty), "--out", str(tmp_path / "e.npy"))
+    assert r.returncode == 1 and f"{empty}: the file is empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_same_input_twice_or_by_an_alias_is_read_once_with_a_note(tmp_path, vocab, docs):
+    src = write_text_corpus(tmp_path / "c.txt", docs)
+    alias = tmp_path / "alias.txt"
+    alias.symlink_to(src)
+    out = tmp_path / "ds"
+    summary = prepare(PrepareConfig(inputs=[str(src), str(src), str(alias)], out=out, tokenizer=vocab))
+    assert len(manifest(out)["inputs"]) == 1
+    notes = summary["notes"]
+    assert len(notes) == 2 and "given more than once" in notes[0] and "read once" in notes[0]
+    assert f"{alias} is the same file as {src}" in notes[1]
+    ref = tmp_path / "ref"
+    prepare(PrepareConfig(inputs=[str(src)], out=ref, tokenizer=vocab))
+    assert manifest(out)["totals"] == manifest(ref)["totals"]
+    r = run_cli("prepare", str(src), str(alias), "--tokenizer", str(vocab), "--out", str(tmp_path / "c2"), "-q")
+    assert r.returncode == 0 and f"note: {alias} is the same file as {src}: it is read once" in r.stderr, r.stderr

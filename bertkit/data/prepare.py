@@ -21,6 +21,17 @@ DOC_MODES = ("blank-line", "one-doc-per-line", "sentences-per-line")
 SPLITTERS = ("rules", "lines", "none")
 INVALID_UTF8 = ("error", "replace", "skip")
 INSTANCE_KINDS = ("nsp", "mlm", "chunks")
+# Options that are unsigned integers in the Rust config (`bertkit prepare --NAME` with dashes).
+_UNSIGNED = (
+    "threads",
+    "shard_size",
+    "seed",
+    "max_seq_length",
+    "max_predictions_per_seq",
+    "dupe_factor",
+    "mlm_seq_len",
+    "chunk_size",
+)
 
 
 @dataclass
@@ -76,8 +87,13 @@ class PrepareConfig:
         for k in self.instances:
             if k not in INSTANCE_KINDS:
                 raise ConfigError(f"unknown instance kind {k!r} (choose from {', '.join(INSTANCE_KINDS)})")
-        if self.threads < 0:
-            raise ConfigError("threads must be >= 0")
+        # Integers are checked here, naming the option: a negative one would otherwise reach the Rust config parser
+        # as "expected usize at line 1 column N".
+        for name in _UNSIGNED:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                flag = "--shard-size-mb" if name == "shard_size" else "--" + name.replace("_", "-")
+                raise ConfigError(f"{name} ({flag}) must be a non-negative integer, got {value!r}")
         if self.extra:
             raise ConfigError(f"unknown prepare options: {', '.join(sorted(self.extra))}")
 

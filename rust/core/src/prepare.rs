@@ -25,7 +25,7 @@ use crate::format::{
 };
 use crate::instances::{self, MaskVocab, NspConfig};
 use crate::progress::Progress;
-use crate::reader::{expand_inputs, DocMode, Document, DocumentReader, InvalidUtf8, ReaderConfig};
+use crate::reader::{expand_inputs_noting_duplicates, DocMode, Document, DocumentReader, InvalidUtf8, ReaderConfig};
 use crate::splitter::{split_sentences, SplitterKind, RULES_VERSION};
 use crate::tokenizer::Tokenizer;
 
@@ -207,6 +207,8 @@ pub struct PrepareSummary {
     pub input_bytes: u64,
     pub resumed_shards: usize,
     pub seconds: f64,
+    /// Things the user should know that are not errors (an input given twice, read once).
+    pub notes: Vec<String>,
 }
 
 const STATE: &str = "prepare.json";
@@ -515,7 +517,17 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
     let out = out.to_path_buf();
     let tok_path = PathBuf::from(&cfg.tokenizer);
     let tok = Tokenizer::from_file(&tok_path, cfg.lowercase)?;
-    let files = expand_inputs(&cfg.inputs)?;
+    let (files, duplicates) = expand_inputs_noting_duplicates(&cfg.inputs)?;
+    let notes: Vec<String> = duplicates
+        .iter()
+        .map(|(again, first)| {
+            if again == first {
+                format!("{} is given more than once: it is read once", first.display())
+            } else {
+                format!("{} is the same file as {}: it is read once", again.display(), first.display())
+            }
+        })
+        .collect();
     let splitter = cfg.splitter_kind()?;
     let token_dtype = DType::for_vocab(tok.vocab_size());
 
@@ -626,6 +638,7 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
         input_bytes,
         resumed_shards: resumed,
         seconds: t0.elapsed().as_secs_f64(),
+        notes,
     })
 }
 
