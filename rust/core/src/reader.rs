@@ -173,9 +173,12 @@ pub fn expand_inputs(specs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(expand_inputs_noting_duplicates(specs)?.0)
 }
 
+/// Inputs given again: `(the later path, the path it is read as)`.
+pub type Duplicates = Vec<(PathBuf, PathBuf)>;
+
 /// `expand_inputs`, plus `(later, first)` for every file given again (twice, or by another path to the same
 /// file: a symlink, `./x`, a directory and a file inside it), which is read once, as `first`.
-pub fn expand_inputs_noting_duplicates(specs: &[String]) -> Result<(Vec<PathBuf>, Vec<(PathBuf, PathBuf)>)> {
+pub fn expand_inputs_noting_duplicates(specs: &[String]) -> Result<(Vec<PathBuf>, Duplicates)> {
     if specs.is_empty() {
         return Err(Error::config("no input files given"));
     }
