@@ -147,6 +147,18 @@ def test_encode_store_is_locked_and_a_lock_file_is_not_foreign(tmp_path):
     summary = encode_dataset(dataset, str(enc_dir), out, device="cpu")
     assert summary["complete"] and verify_store(out) == [] and not (out / LOCK_NAME).exists()
 
+    # NextLevel training reads the store: a flipped embedding byte is named by its checksum before the first read
+    from bertkit.encode.blocks import ChunkBlocks
+
+    rec = json.loads((out / "manifest.json").read_text())["shards"][0]
+    path = out / rec["arrays"]["embeddings"]["path"]
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=rf"{rec['name']}.*'embeddings' fails its checksum"):
+        ChunkBlocks(out, seq_len=8, batch_size=1)
+    ChunkBlocks(out, seq_len=8, batch_size=1, verify_data=False)  # skipping is the caller's choice
+
 
 # ------------------------------------------------------------------------------------------------ checked resume
 

@@ -142,23 +142,27 @@ def _check_below(root: Path, shard: Shard, name: str, values: np.ndarray, limit:
 _VERIFIED: dict[tuple[str, int, int], str] = {}
 
 
+def file_xxh3(path: Path) -> str:
+    """xxh3-64 of a file, computed once per process (cached by real path, size and mtime)."""
+    st = path.stat()
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    digest = _VERIFIED.get(key)
+    if digest is None:
+        _, digest = _hash_file(path, bytearray(_CHUNK), None)
+        _VERIFIED[key] = digest
+    return digest
+
+
 def _verify_checksums(root: Path, shard: Shard) -> None:
     """Hash every array file of a shard once per process (cached by path, size and mtime) against the manifest."""
-    buf: bytearray | None = None
     for name, rec in shard.arrays.items():
         path = root / rec.path
         try:
-            st = path.stat()
+            digest = file_xxh3(path)
         except FileNotFoundError:
             raise FileNotFoundError(
                 errno.ENOENT, f"shard {shard.name!r}: array file {name!r} is missing (run bertkit verify)", str(path)
             ) from None
-        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-        digest = _VERIFIED.get(key)
-        if digest is None:
-            buf = buf if buf is not None else bytearray(_CHUNK)
-            _, digest = _hash_file(path, buf, None)
-            _VERIFIED[key] = digest
         if digest != rec.xxh3:
             raise FormatError(
                 f"{path}: shard {shard.name!r} ({shard.kind}) array {name!r} fails its checksum (xxh3 {digest}, "

@@ -80,7 +80,7 @@ def _read_json(path: Path, what: str) -> Any:
 class EmbeddingStore:
     """An opened store: memory-mapped float16 shards, global chunk and document indexing (numpy only)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, verify_checksums: bool = False) -> None:
         root = Path(path)
         manifest = root / MANIFEST
         if not manifest.is_file():
@@ -118,12 +118,17 @@ class EmbeddingStore:
                 offs = self._load(arrays["document_offsets"], "uint64", 1)
             except KeyError as e:
                 raise FormatError(f"{where}: missing {e}") from None
+            if verify_checksums:
+                self._verify(rec, arrays)
             if emb.shape[1] != self.dim:
                 raise FormatError(
                     f"{root / arrays['embeddings'].path}: dimension {emb.shape[1]}, manifest says {self.dim}"
                 )
-            if len(offs) < 1 or int(offs[0]) != 0 or int(offs[-1]) != len(emb):
-                raise FormatError(f"{root / arrays['document_offsets'].path}: offsets do not cover the shard's rows")
+            if len(offs) < 1 or int(offs[0]) != 0 or int(offs[-1]) != len(emb) or bool(np.any(offs[1:] < offs[:-1])):
+                raise FormatError(
+                    f"{root / arrays['document_offsets'].path}: offsets do not cover the shard's rows in order "
+                    "(corrupt; run bertkit verify)"
+                )
             self._embeddings.append(emb)
             doc_offsets.append(offs[1:].astype(np.int64) + chunk_base)
             chunk_base += len(emb)
@@ -133,6 +138,17 @@ class EmbeddingStore:
         totals = m.get("totals", {})
         if totals.get("chunks") != self.num_chunks or totals.get("documents") != len(self):
             raise FormatError(f"{manifest}: totals {totals} disagree with the shards")
+
+    def _verify(self, rec: dict[str, Any], arrays: dict[str, ArrayFile]) -> None:
+        from bertkit.data.dataset import file_xxh3
+
+        for name, a in arrays.items():
+            digest = file_xxh3(self.path / a.path)
+            if digest != a.xxh3:
+                raise FormatError(
+                    f"{self.path / a.path}: shard {rec.get('name')!r} array {name!r} fails its checksum (xxh3 "
+                    f"{digest}, the manifest says {a.xxh3}): the file is corrupt (run bertkit verify)"
+                )
 
     def _load(self, rec: ArrayFile, dtype: str, ndim: int) -> np.ndarray:
         path = self.path / rec.path
@@ -198,9 +214,10 @@ class EmbeddingStore:
         return verify_store(self.path)
 
 
-def open_store(path: str | os.PathLike[str]) -> EmbeddingStore:
-    """Open a complete embedding store (FormatError naming the directory when it is not one)."""
-    return EmbeddingStore(path)
+def open_store(path: str | os.PathLike[str], *, verify_checksums: bool = False) -> EmbeddingStore:
+    """Open a complete embedding store (FormatError naming the directory when it is not one); `verify_checksums`
+    hashes each shard's files against the manifest first (once per process)."""
+    return EmbeddingStore(path, verify_checksums=verify_checksums)
 
 
 def verify_store(path: str | os.PathLike[str]) -> list[str]:
