@@ -506,3 +506,15 @@ def test_the_same_input_twice_or_by_an_alias_is_read_once_with_a_note(tmp_path, 
     assert manifest(out)["totals"] == manifest(ref)["totals"]
     r = run_cli("prepare", str(src), str(alias), "--tokenizer", str(vocab), "--out", str(tmp_path / "c2"), "-q")
     assert r.returncode == 0 and f"note: {alias} is the same file as {src}: it is read once" in r.stderr, r.stderr
+
+
+def test_verify_data_is_a_checked_config_key_that_may_change_on_resume(tmp_path):
+    from bertkit.train.config import RESUME_MUTABLE, TrainConfig
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('data = "d"\nout = "o"\nverify_data = false\n')
+    assert TrainConfig.from_toml(toml).verify_data is False
+    assert TrainConfig(data="d", out="o").verify_data is True
+    with pytest.raises(ConfigError, match="verify_data"):
+        TrainConfig(data="d", out="o", verify_data="no")
+    assert "verify_data" in RESUME_MUTABLE
