@@ -125,6 +125,7 @@ def test_cli_merge_of_a_locked_output_is_one_line(tmp_path, vocab, docs):
     assert r.returncode == 1 and "holder" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_encode_store_is_locked_and_a_lock_file_is_not_foreign(tmp_path):
     pytest.importorskip("torch")
     from nextlevel_fixtures import prepare_chunks, texts, write_tiny_encoder
@@ -235,6 +236,7 @@ def test_resume_after_a_vocab_change_or_other_options_is_refused(tmp_path, docs,
     assert manifest(out)["totals"] == manifest(ref_out)["totals"]
 
 
+@pytest.mark.slow
 def test_resume_removes_leftover_temporaries_and_counts_do_not_underflow(tmp_path, vocab):
     src = write_text_corpus(tmp_path / "c.txt", make_documents(3000, seed=5))
     out, cfg = _interrupted(tmp_path, src, vocab, instances=["nsp"], dupe_factor=1)
