@@ -358,6 +358,43 @@ def test_records_of_concurrent_writers_never_interleave(tmp_path):
     assert len(records) == 6000 and {r["writer"] for r in records} == {"a", "b", "c"}
 
 
+def test_rewind_keeps_what_the_checkpoint_saw(tmp_path):
+    from bertkit.train.metrics import rewind_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    lines = [
+        {"kind": "train", "step": 3, "loss": 1.0},
+        {"kind": "eval", "step": 3, "mlm_loss": 1.0},
+        {"kind": "nonfinite", "step": 3, "loss": "nan"},  # the step after 3 (logged under the steps done before it)
+        {"kind": "event", "step": 3, "note": "interrupted"},
+        {"kind": "train", "step": 4, "loss": 0.9},
+    ]
+    body = "".join(json.dumps(r) + "\n" for r in lines)
+    path.write_text(body + '{"kind": "tr\n' + json.dumps({"kind": "train", "step": 5}) + "\n")
+    notes = rewind_metrics(path, 3)
+    assert [r["kind"] for r in read_metrics(path)] == ["train", "eval", "event"]
+    assert any("1 unreadable line" in n for n in notes) and any("dropped 3 record(s)" in n for n in notes)
+    before = path.read_bytes()
+    assert rewind_metrics(path, 3) == [] and path.read_bytes() == before  # nothing to do: the file is not rewritten
+    assert rewind_metrics(tmp_path / "none.jsonl", 3) == []
+
+
+def test_safetensors_weights_round_trip_views_and_ties(tmp_path):
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    state = {
+        "a": base,
+        "tied": base,  # the same tensor under another key: stored once
+        "t": base.t(),  # a non-contiguous view of the same storage: stored as a copy
+        "row": base[1],  # a contiguous slice of it
+        "ids": torch.arange(5),
+        "empty": torch.zeros(0),
+    }
+    ck.save_model_state(state, tmp_path / "w.safetensors")
+    back = ck.read_model_file(tmp_path / "w.safetensors")
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    assert back["tied"] is back["a"]
+
+
 # ---------------------------------------------------------------------------------------------- 5. smaller
 
 
