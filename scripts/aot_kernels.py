@@ -24,7 +24,7 @@ V 64, 8 × 32 tokens for the loss, 4 layers over 8 × 64 tokens for the mix). Dt
 torch's default "highest" matmul precision) and tf32 (fp32 inputs with torch.set_float32_matmul_precision("high");
 only masked_lm_loss has dots, so layer_mix compiles it as fp32).
 
-For each compiled kernel it prints kernel, target, dtype, the shape sets that launch it, blocks (BLOCK_* constexprs,
+For each compiled kernel it prints kernel, target, the dtypes and shape sets that launch it, blocks (BLOCK_* constexprs,
 num_warps, num_stages), registers per thread, spill stores + loads (bytes), shared memory (bytes: Triton's dynamic
 allocation plus ptxas' static), and whether it compiled (else the compiler's message). A kernel FAILS when it does
 not compile, spills, or needs more shared memory than the target allows per block (opt-in maximum). Exit status 1
@@ -105,9 +105,11 @@ class Job:
     num_warps: int
     num_stages: int
     shapes: list[str] = field(default_factory=list)
+    dtypes: list[str] = field(default_factory=list)
     launches: int = 0
 
     def key(self) -> str:
+        """Equal for launches that compile to the same binary (whatever dtype or shape set they came from)."""
         return repr((self.module, self.name, self.target, self.signature, self.constexprs, self.attrs, self.options))
 
 
@@ -263,6 +265,8 @@ def collect(targets: list[str], dtypes: list[str], shape_names: list[str]) -> li
                         job = jobs.setdefault(job.key(), job)
                         if shape_name not in job.shapes:
                             job.shapes.append(shape_name)
+                        if dtype not in job.dtypes:  # e.g. layer_mix_grad_logits: fp32 logits whatever the layers
+                            job.dtypes.append(dtype)
                         job.launches += 1
     return list(jobs.values())
 
@@ -326,7 +330,7 @@ def compile_job(job: Job) -> Row:
     return Row(
         kernel=job.name.lstrip("_").removesuffix("_kernel"),
         target=job.target,
-        dtype=job.dtype,
+        dtype=",".join(job.dtypes),
         shapes=",".join(job.shapes),
         blocks=job.blocks,
         variant=job.variant,
