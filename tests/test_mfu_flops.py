@@ -77,7 +77,9 @@ def test_flops_per_token_matches_flop_counter_at_base_shapes(arch, preset, overr
     model = build_model(arch, preset, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra, **overrides)
     one, two = _counted(arch, model, 1), _counted(arch, model, 2)
     per_sequence, fixed = two - one, 2 * one - two
-    assert per_sequence > 0 and fixed >= 0, (one, two)
+    # fixed < 0: a cost growing faster than the batch. NextLevel's in-batch retrieval accuracy is one (an M x M
+    # product of the chosen chunks' predictions and targets: a metric, not model FLOPs; -0.006 % here)
+    assert per_sequence > 0 and fixed >= -1e-3 * one, (one, two)
     counted = (BASE_BATCH * per_sequence + fixed) / (BASE_BATCH * SEQ_LEN)
     claimed = model.flops_per_token(SEQ_LEN, MASKED_PER_SEQUENCE / SEQ_LEN)
     assert claimed == pytest.approx(counted, rel=0.05), f"{arch}: flops_per_token {claimed:.4g}, counted {counted:.4g}"
