@@ -24,14 +24,15 @@ V 64, 8 × 32 tokens for the loss, 4 layers over 8 × 64 tokens for the mix). Dt
 torch's default "highest" matmul precision) and tf32 (fp32 inputs with torch.set_float32_matmul_precision("high");
 only masked_lm_loss has dots, so layer_mix compiles it as fp32).
 
-For each compiled kernel it prints kernel, target, the dtypes and shape sets that launch it, blocks (BLOCK_* constexprs,
-num_warps, num_stages), registers per thread, spill stores + loads (bytes), shared memory (bytes: Triton's dynamic
-allocation plus ptxas' static), and whether it compiled (else the compiler's message). A kernel FAILS when it does
-not compile, spills, or needs more shared memory than the target allows per block (opt-in maximum). Exit status 1
-when any kernel fails, 2 on bad arguments or a missing Triton.
+For each compiled kernel it prints kernel, target, the dtypes and shape sets that launch it, blocks (BLOCK_*
+constexprs), variant (flags and specialised integers), num_warps, num_stages, registers per thread, spill stores +
+loads (bytes), shared memory (bytes: Triton's dynamic allocation plus ptxas' static), and whether it compiled (else
+the compiler's message). A kernel FAILS when it does not compile, spills, or needs more shared memory than the target
+allows per block (opt-in maximum). Exit status 1 when any kernel fails, 2 on bad arguments or a missing Triton.
 
---json OUT writes one object per compiled kernel: kernel, target, dtype, shapes, blocks, variant, num_warps, num_stages,
-registers, spills, shared_bytes, shared_limit, compiled, ok, message, launches (how many recorded launches it covers).
+--json OUT writes one object per compiled kernel: kernel, target, dtype (comma-separated dtypes), shapes, blocks,
+variant, num_warps, num_stages, registers, spills, shared_bytes, shared_limit, compiled, ok, message, launches (how
+many recorded launches it covers).
 """
 
 from __future__ import annotations
