@@ -204,9 +204,7 @@ def _spec(tokenizer: Any, source: Path, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_round_trip(spec: dict[str, Any], tokenizer: Any, source: Path, texts: tuple[str, ...]) -> None:
-    from tokenizers import Tokenizer
-
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, Tokenizer
 
     try:
         built = Tokenizer.from_str(json.dumps(spec))
