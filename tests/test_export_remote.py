@@ -211,3 +211,33 @@ def test_init_from_refuses_an_export_of_another_architecture(dataset, tmp_path):
     out = export_run(run, tmp_path / "hf").out
     with pytest.raises(ConfigError, match=r"config.json: an export of a 'ltg-bert' model, but this run is 'elc-bert'"):
         resolve(get_architecture("elc-bert").importer)(out, "elc-bert")
+
+
+@pytest.mark.parametrize("arch", ["ltg-bert", "elc-bert"])
+def test_init_from_a_release_with_the_authors_parameter_names(tmp_path, arch):
+    """A directory laid out like the authors' Hugging Face releases (their config.json fields, no bertkit record,
+    pytorch_model.bin with the tied decoder weight and a position_indices buffer per layer) loads into bertkit."""
+    from bertkit.models import build_model
+
+    variant = {"variant": "normalized"} if arch == "elc-bert" else {}
+    ours = build_model(arch, "tiny", vocab_size=64, max_position_embeddings=64, **variant).eval()
+    state = {k: v.clone() for k, v in ours.state_dict().items()}
+    index = torch.zeros(64, 64, dtype=torch.long)
+    for i in range(ours.config.num_hidden_layers):
+        state[f"transformer.layers.{i}.attention.position_indices"] = index
+    release = tmp_path / "release"
+    release.mkdir()
+    torch.save(state, release / "pytorch_model.bin")
+    fields = {k: v for k, v in ours.config.to_dict().items() if k != "variant"}
+    (release / "config.json").write_text(json.dumps({"model_type": "ltgbert", "architectures": ["LtgBertForMaskedLM"],
+                                                     **fields}))  # fmt: skip
+    back = resolve(get_architecture(arch).importer)(release, arch, **variant).eval()
+    assert back.load_report.unexpected == [] and back.load_report.missing == []
+    ids = torch.randint(5, 64, (2, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(back.mlm_logits(ids), ours.mlm_logits(ids), atol=0, rtol=0)
+    (release / "config.json").write_text(json.dumps({"model_type": "roberta", **fields}))
+    from bertkit.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{release / 'config.json'}: model_type 'roberta' is not a {arch} model"):
+        resolve(get_architecture(arch).importer)(release, arch)
