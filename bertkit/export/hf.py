@@ -91,8 +91,15 @@ def hf_files(
 
 
 def bert_files(loaded: Any, tokenizer_dir: Path | None) -> dict[str, bytes]:
-    """``Architecture.exporter`` of ``bert``: :func:`hf_files` of a loaded run."""
-    return hf_files(loaded.model, tokenizer_dir)
+    """``Architecture.exporter`` of ``bert``: :func:`hf_files` of a loaded run, plus the sentence-transformers modules
+    (``modules.json``, pooling) of the model it was initialised from, when that was a sentence-transformers one."""
+    files = hf_files(loaded.model, tokenizer_dir)
+    init_from = getattr(loaded.config, "init_from", None)
+    if init_from and (Path(init_from) / "modules.json").is_file():
+        from bertkit.export.sentence_transformers import sentence_transformers_files
+
+        files.update(sentence_transformers_files(init_from))
+    return files
 
 
 def export_hf(

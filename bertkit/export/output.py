@@ -59,7 +59,7 @@ def check_out_dir(out: str | os.PathLike[str], overwrite: bool) -> None:
         if out.parent.exists() and not out.parent.is_dir():
             raise ConfigError(f"{out.parent}: is not a directory")
         return
-    entries = [p for p in out.iterdir() if not is_lock_file(p)]
+    entries = [p for p in out.iterdir() if not is_lock_file(p)]  # the lock file of an interrupted export is no content
     if not entries:
         return
     if not overwrite:
@@ -71,8 +71,19 @@ def check_out_dir(out: str | os.PathLike[str], overwrite: bool) -> None:
             "remove or rename the directory yourself"
         )
     files: Mapping[str, Any] = record["files"]
-    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in entries if p.name != RECORD and p.name not in files)
-    foreign += sorted(p.name + "/" for p in entries if p.name in files and (p.is_dir() or p.is_symlink()))
+    folders = {str(Path(name).parent) for name in files} - {"."}
+    folders |= {str(parent) for name in folders for parent in Path(name).parents} - {"."}
+    foreign = []
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if is_lock_file(p) or rel == RECORD:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            if rel not in folders:
+                foreign.append(rel + "/")
+        elif rel not in files or p.is_symlink():
+            foreign.append(rel)
+    foreign = [f for f in foreign if not any(f.startswith(d) and f != d for d in foreign if d.endswith("/"))]
     if foreign:
         raise ExportExistsError(
             f"{out}: holds files bertkit did not write ({', '.join(foreign[:8])}"
@@ -109,7 +120,8 @@ def publish(
     ``out``, with the record ``bertkit_export.json`` (``info`` merged in) last. Returns ``out``."""
     out = Path(out)
     for name in files:
-        if name == RECORD or "/" in name or name.startswith(".") or not name:
+        parts = name.split("/")
+        if name == RECORD or any(not part or part.startswith(".") for part in parts) or "\\" in name:
             raise ConfigError(f"export file name {name!r} is not allowed")
     check_out_dir(out, overwrite)
     with output_lock(out, purpose=purpose):
@@ -122,6 +134,7 @@ def publish(
         try:
             tmp.mkdir()
             for name, content in files.items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, bytes):
                     (tmp / name).write_bytes(content)
                 else:
@@ -137,9 +150,10 @@ def publish(
                 "files": written,
             }
             (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            for p in tmp.iterdir():
-                with open(p, "rb") as f:
-                    os.fsync(f.fileno())
+            for p in tmp.rglob("*"):
+                if p.is_file():
+                    with open(p, "rb") as f:
+                        os.fsync(f.fileno())
             out.rename(old)  # the lock file travels with it; the lock stays held until the with-block ends
             tmp.rename(out)
         except BaseException:

@@ -26,7 +26,7 @@ from typing import Any
 
 from bertkit.exceptions import FormatError
 
-__all__ = ["PROBES", "describe_tokenizer", "tokenizer_files"]
+__all__ = ["PROBES", "describe_tokenizer", "tokenizer_files", "tokenizer_json"]
 
 SPECIALS = {
     "unk_token": "[UNK]",
@@ -264,3 +264,19 @@ def tokenizer_files(
 
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def tokenizer_json(source: str | Path, lowercase: bool | None = None) -> bytes:
+    """The ``tokenizer.json`` (no special tokens added, no padding or truncation) of bertkit's tokenizer read from the
+    file ``source`` with ``lowercase`` as ``bertkit._core.WordPieceTokenizer`` takes it; checked like
+    :func:`tokenizer_files`."""
+    from bertkit._core import WordPieceTokenizer
+
+    source = Path(source)
+    try:
+        tokenizer = WordPieceTokenizer(source, lowercase=lowercase)
+    except (OSError, ValueError) as e:
+        raise FormatError(str(e) if str(source) in str(e) else f"{source}: {e}") from None
+    spec = _spec(tokenizer, source, tokenizer.info())
+    _check_round_trip(spec, tokenizer, source, PROBES)
+    return _json_bytes(spec)

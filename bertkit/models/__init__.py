@@ -85,6 +85,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         pretraining_class=nextlevel.NextLevelForPreTraining,
         presets=nextlevel.PRESETS,
         description="NextLevelBERT: masked-chunk prediction over sentence-transformers chunk embeddings",
+        exporter="bertkit.export.sentence_transformers:nextlevel_files",
         data_kind="embeddings",
     ),
 }
