@@ -314,3 +314,22 @@ def test_minilm_sentence_transformers_encoder_loads(data_dir):
         ours = model.encode(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
     # Real weights give hidden values up to ~5: float32 rounding between the two attention paths reaches ~2e-5.
     torch.testing.assert_close(ours, ref, atol=ATOL, rtol=ATOL)
+
+
+def test_an_export_that_fails_midway_leaves_nothing_that_looks_complete(tmp_path):
+    from bertkit.export.output import publish
+
+    def broken(path):
+        path.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "hf"
+    with pytest.raises(OSError, match="No space left"):
+        publish(out, {"config.json": b"{}", "model.safetensors": broken})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither OUT nor a hidden temporary sibling
+    export_hf(trained_like(), None, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(OSError, match="No space left"):
+        publish(out, {"config.json": b"{}", "model.safetensors": broken}, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous export is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]

@@ -124,6 +124,18 @@ def publish(
         if name == RECORD or any(not part or part.startswith(".") for part in parts) or "\\" in name:
             raise ConfigError(f"export file name {name!r} is not allowed")
     check_out_dir(out, overwrite)
+    created = not out.exists()  # output_lock creates OUT; a failed export removes it again
+    try:
+        return _publish_locked(out, files, overwrite, info, purpose)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _publish_locked(
+    out: Path, files: Mapping[str, Content], overwrite: bool, info: Mapping[str, Any] | None, purpose: str
+) -> Path:
     with output_lock(out, purpose=purpose):
         check_out_dir(out, overwrite)  # again, now that no other bertkit writer can change it
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
