@@ -152,3 +152,49 @@ def test_a_vocabulary_transformers_cannot_express_is_refused(tmp_path):
     empty.mkdir()
     with pytest.raises(FormatError, match=f"{empty}: no tokenizer.json or vocab.txt"):
         tokenizer_files(empty, model_max_length=32)
+
+
+@pytest.mark.slow
+def test_an_elc_style_run_exports_its_byte_level_tokenizer(trained, data_dir, tmp_path):
+    """prepare (ELC tokenizer, one sentence per line) → train ltg-bert → `bertkit export hf`: AutoTokenizer of the
+    export (fresh process) gives exactly the token ids prepare stored for every held-out sentence."""
+    from helpers import corpus_arrays
+    from typer.testing import CliRunner
+
+    from bertkit.data.prepare import PrepareConfig, prepare
+    from cli import app
+
+    docs = held_out_documents(data_dir, 80)
+    lines = [line.strip() for d in docs for line in d.splitlines() if line.strip()]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join("\n".join(lines[i : i + 5]) for i in range(0, len(lines), 5)))  # 5-line documents
+    ds = tmp_path / "ds"
+    prepare(PrepareConfig(inputs=[str(corpus)], out=ds, tokenizer=trained / "elc" / "tokenizer.json", splitter="lines"))
+    tokens, so, _, _ = corpus_arrays(ds)
+    stored = [tokens[so[i] : so[i + 1]].tolist() for i in range(len(so) - 1)]
+    assert len(stored) == len(lines)
+    from conftest import tiny_train_config
+
+    from bertkit.train.trainer import train
+
+    train(tiny_train_config(ds, tmp_path / "run", arch="ltg-bert", max_steps=1, batch_size=4, warmup=0, eval_every=0,
+                            checkpoint_every=1))  # fmt: skip
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["export", "hf", str(tmp_path / "run"), str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast" and config["model_max_length"] == 512
+    (tmp_path / "lines.json").write_text(json.dumps(lines), encoding="utf-8")
+    code = (
+        "import json, sys, transformers\n"
+        "tok = transformers.AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "lines = json.load(open(sys.argv[2], encoding='utf-8'))\n"
+        "print(json.dumps([tok(x, add_special_tokens=False)['input_ids'] for x in lines]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(tmp_path / "lines.json")], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    differ = [i for i, (a, b) in enumerate(zip(stored, theirs, strict=True)) if a != b]
+    assert not differ, f"{len(differ)} of {len(lines)} sentences differ, first: {lines[differ[0]][:200]!r}"
