@@ -19,6 +19,8 @@ pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("bertkit._core")
 
+from helpers import without_bertkit  # noqa: E402
+
 import bertkit  # noqa: E402
 from bertkit.export import export_run  # noqa: E402
 
@@ -35,14 +37,14 @@ ENCODE = textwrap.dedent(
     model = SentenceTransformer(out, trust_remote_code=True, device="cpu")
     np.save(result, model.encode(docs, batch_size=7, convert_to_numpy=True))
     print(json.dumps({"bertkit": sorted(m for m in sys.modules if m.split(".")[0] == "bertkit"),
-                      "dim": model.get_sentence_embedding_dimension()}))
+                      "dim": model.get_embedding_dimension()}))
     """
 )
 
 
 def st_encode(out: Path, docs: list[str], work: Path, *, bertkit_importable: bool = False) -> tuple[np.ndarray, dict]:
     (work / "docs.json").write_text(json.dumps(docs), encoding="utf-8")
-    env = dict(os.environ) if bertkit_importable else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = dict(os.environ) if bertkit_importable else without_bertkit(work)
     env["HF_MODULES_CACHE"] = str(work / "modules")
     proc = subprocess.run(
         [sys.executable, "-c", ENCODE, str(out), str(work / "docs.json"), str(work / "result.npy")],
@@ -108,3 +110,37 @@ def test_bert_run_from_a_sentence_transformers_model_keeps_its_pooling(data_dir,
     ours = load_encoder(out, device="cpu", precision="fp32").encode_texts(texts)
     np.testing.assert_allclose(np.linalg.norm(theirs, axis=1), 1.0, atol=1e-5)  # the Normalize module is there
     assert cosine_gap(theirs, ours) <= 1e-5
+
+
+@pytest.mark.slow
+def test_sentence_chunk_runs_cut_texts_with_bertkits_splitter(nl_world, tmp_path):
+    """chunk_size 0 (a chunk per sentence): with bertkit installed the export cuts texts with its sentence splitter
+    and matches; without it, loading fails with a message that says so (no silently different chunks)."""
+    from conftest import tiny_train_config
+    from helpers import make_documents, write_jsonl_corpus
+    from nextlevel_fixtures import prepare_chunks
+
+    from bertkit.encode.store import encode_dataset
+    from bertkit.train.trainer import train
+
+    encoder, _, _, _ = nl_world
+    docs = make_documents(40, seed=11, min_sents=2, max_sents=8)
+    corpus = write_jsonl_corpus(tmp_path / "corpus.jsonl", docs)
+    dataset = prepare_chunks(tmp_path / "ds", corpus, encoder / "vocab.txt", chunk_size=0)
+    encode_dataset(dataset, str(encoder), tmp_path / "store", device="cpu", shard_chunks=64)
+    run = tmp_path / "run"
+    train(tiny_train_config(tmp_path / "store", run, arch="nextlevel", seq_len=16, batch_size=4, max_steps=2,
+                            eval_every=0))  # fmt: skip
+    out = export_run(run, tmp_path / "st").out
+    texts = [" ".join(d) for d in docs[:10]]
+    ours = bertkit.NextLevelBERT.from_pretrained(run, device="cpu", precision="fp32").encode(texts)
+    theirs, _ = st_encode(out, texts, tmp_path, bertkit_importable=True)
+    assert cosine_gap(theirs, ours) <= 1e-5
+    (tmp_path / "docs.json").write_text(json.dumps(texts), encoding="utf-8")
+    env = without_bertkit(tmp_path)
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules2")
+    proc = subprocess.run(
+        [sys.executable, "-c", ENCODE, str(out), str(tmp_path / "docs.json"), str(tmp_path / "r.npy")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "needs bertkit's sentence splitter (pip install bertkit)" in proc.stderr

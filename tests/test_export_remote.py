@@ -6,7 +6,6 @@ pipeline("fill-mask")), gives bertkit's outputs within 1e-5 in fp32; `--init-fro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("bertkit._core")
 
 from conftest import random_docs, tiny_train_config, write_fixture_dataset  # noqa: E402
+from helpers import without_bertkit  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 import bertkit  # noqa: E402
@@ -39,7 +39,7 @@ CASES = [
 IDS = [f"{arch}-{model.get('variant', 'default')}" for arch, model in CASES]
 ATOL = 1e-5
 
-# Runs in a fresh interpreter whose path holds neither bertkit nor the repository: only torch + transformers.
+# Runs in a fresh interpreter in which bertkit cannot be imported: only torch + transformers.
 LOADER = textwrap.dedent(
     """
     import json, sys
@@ -113,7 +113,7 @@ def load_in_transformers(out: Path, inputs: dict[str, torch.Tensor], work: Path)
     save_file(inputs, str(work / "inputs.safetensors"))
     script = work / "load.py"
     script.write_text(LOADER)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = without_bertkit(work)
     env["HF_MODULES_CACHE"] = str(work / "modules")
     proc = subprocess.run(
         [sys.executable, str(script), str(out), str(work / "inputs.safetensors"), str(work / "result.safetensors")],

@@ -16,6 +16,8 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("bertkit._core")
 
+from helpers import without_bertkit  # noqa: E402
+
 from bertkit._core import WordPieceTokenizer  # noqa: E402
 from bertkit.exceptions import FormatError  # noqa: E402
 from bertkit.export.tokenizer import tokenizer_files  # noqa: E402
@@ -61,7 +63,7 @@ def export_and_load(src: Path, out: Path, docs: list[str], max_len: int = 128) -
     for name, data in tokenizer_files(src, model_max_length=max_len).items():
         (out / name).write_bytes(data)
     (out.parent / "docs.json").write_text(json.dumps(docs), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = without_bertkit(out.parent)
     proc = subprocess.run(
         [sys.executable, "-c", LOADER, str(out), str(out.parent / "docs.json")],
         capture_output=True, text=True, timeout=300, env=env, cwd=out.parent,
@@ -191,7 +193,7 @@ def test_an_elc_style_run_exports_its_byte_level_tokenizer(trained, data_dir, tm
         "lines = json.load(open(sys.argv[2], encoding='utf-8'))\n"
         "print(json.dumps([tok(x, add_special_tokens=False)['input_ids'] for x in lines]))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = without_bertkit(tmp_path)
     proc = subprocess.run([sys.executable, "-c", code, str(out), str(tmp_path / "lines.json")], capture_output=True,
                           text=True, timeout=300, env=env, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

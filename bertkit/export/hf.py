@@ -122,8 +122,9 @@ def export_hf(
     ``out_dir``."""
     from bertkit.export.output import check_out_dir, publish
 
-    config = model.config if config is None else config
-    if config != getattr(model, "config", None):
+    if not isinstance(model, BertForPreTraining):
+        raise ConfigError(f"export_hf exports a bertkit BertForPreTraining, got {type(model).__name__}")
+    if config is not None and config != model.config:
         raise ConfigError("export_hf: config differs from the model's own config")
     check_out_dir(out_dir, overwrite)
     files = hf_files(model, tokenizer_dir, do_lower_case=do_lower_case)

@@ -243,8 +243,10 @@ class NextLevelDocuments(nn.Module):
         features["sentence_embedding"] = (hidden * chunk_rows).sum(dim=1) / chunk_rows.sum(dim=1).clamp_min(1.0)
         return features
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         return int(self.config["hidden_size"])
+
+    get_sentence_embedding_dimension = get_embedding_dimension  # the name before sentence-transformers 6
 
     # ------------------------------------------------------------------------------------ save / load
 

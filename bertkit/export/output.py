@@ -53,7 +53,9 @@ def _record(out: Path) -> dict[str, Any] | None:
 def check_out_dir(out: str | os.PathLike[str], overwrite: bool) -> None:
     """ExportExistsError / ConfigError naming ``out`` unless it may be written (see the module docstring)."""
     out = Path(out)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        raise ExportExistsError(f"{out}: is a symbolic link; export to the directory it points to, not the link")
+    if out.exists() and not out.is_dir():
         raise ExportExistsError(f"{out}: exists and is not a directory; not replacing it with an export directory")
     if not out.exists():
         if out.parent.exists() and not out.parent.is_dir():

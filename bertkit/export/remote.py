@@ -44,6 +44,8 @@ class RemoteSpec:
     """Config fields read from a ``config.json`` without bertkit's record (the authors' releases)."""
     ignored: tuple[str, ...] = ()
     """Key suffixes of the authors' checkpoints that bertkit recomputes (dropped on import)."""
+    accepted_model_types: tuple[str, ...] = ()
+    """``model_type`` values of a ``config.json`` without bertkit's record that this architecture can load."""
 
 
 _LTG_FIELDS = (
@@ -72,6 +74,7 @@ def _ltg(prefix: str, model_type: str) -> RemoteSpec:
         tied=("classifier.nonlinearity.5.weight",),
         hf_fields=_LTG_FIELDS + (("variant",) if prefix == "ElcBert" else ()),
         ignored=("position_indices",),
+        accepted_model_types=("ltgbert", "elcbert"),  # the authors' ELC-BERT releases reuse LTG-BERT's code
     )
 
 
@@ -104,6 +107,7 @@ REMOTE: dict[str, RemoteSpec] = {
             "full_layers",
             "variant",
         ),
+        accepted_model_types=("narrowbert",),
     ),
     "elc-bert": _ltg("ElcBert", "elcbert"),
     "ltg-bert": _ltg("LtgBert", "ltgbert"),
@@ -203,9 +207,7 @@ def _model_config(arch: str, path: Path, raw: dict[str, Any], overrides: dict[st
             raise ConfigError(f"{cfg_path}: an export of a {record.get('arch')!r} model, but this run is {arch!r}")
         fields = dict(record.get("model_config") or {})
     else:
-        if raw.get("model_type") not in (spec.model_type, "ltgbert", "elcbert") or (
-            arch == "narrowbert" and raw.get("model_type") != "narrowbert"
-        ):
+        if raw.get("model_type") not in spec.accepted_model_types:
             raise ConfigError(f"{cfg_path}: model_type {raw.get('model_type')!r} is not a {arch} model")
         fields = {k: raw[k] for k in spec.hf_fields if raw.get(k) is not None and k in entry.config_class.field_names()}
     try:
@@ -235,7 +237,7 @@ def init_from_export(path: str | os.PathLike[str], arch: str, **overrides: Any) 
     report = LoadReport(path=path)
     usable: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.endswith(spec.ignored) and spec.ignored:
+        if spec.ignored and key.endswith(spec.ignored):
             continue
         if key not in own:
             report.unexpected.append(key)
