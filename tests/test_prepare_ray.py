@@ -77,6 +77,23 @@ def test_ray_equals_local_partitions_merged_and_failures_are_reported(corpus, tm
         assert manifest(tmp_path / "ray")["totals"] == manifest(tmp_path / "merged")["totals"]
         assert manifest(tmp_path / "ray")["totals"]["documents"] == 600
 
+        # A partition left by a killed attempt (state file, some shards, no manifest) is resumed, and until
+        # then nothing looks complete.
+        part = tmp_path / "ray" / "parts" / "part-00001"
+        m = json.loads((part / "manifest.json").read_text())
+        (tmp_path / "ray" / "manifest.json").unlink()
+        (part / "manifest.json").unlink()
+        state = {**m["config"], "threads": 0, "overwrite": False, "resume": False}
+        (part / "prepare.json").write_text(json.dumps({"config": state}))
+        records = sorted((part / "shards").glob("*.json"))
+        assert len(records) >= 2
+        for r in records[len(records) // 2 :]:
+            r.unlink()
+        resumed = prepare_on_ray(cfg, partition_bytes=size // 3)
+        assert resumed["reused_partitions"] == resumed["partitions"] - 1
+        assert arrays(tmp_path / "ray") == arrays(tmp_path / "merged")
+        assert not (part / "prepare.json").exists()
+
         # A second run reuses every complete partition; the merged manifest is the same.
         again = prepare_on_ray(dataclass_replace(cfg, overwrite=True), partition_bytes=size // 3)
         assert again["reused_partitions"] == again["partitions"]
