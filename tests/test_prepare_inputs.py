@@ -126,6 +126,14 @@ def test_cat_into_dev_stdin_and_a_fifo(tmp_path, docs, vocab):
     assert res.returncode == 0, res.stderr
     assert fingerprint(tmp_path / "dev") == fingerprint(ref)
 
+    # A regular file redirected to /dev/stdin: JSON Lines found by its content, not by the name "stdin".
+    with open(jsonl, "rb") as f:
+        res = run_cli(
+            "prepare", "/dev/stdin", "--tokenizer", str(vocab), "--out", str(tmp_path / "redir"), "-q", stdin=f
+        )
+    assert res.returncode == 0, res.stderr
+    assert fingerprint(tmp_path / "redir") == fingerprint(ref)
+
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
     writer = threading.Thread(target=lambda: fifo.write_bytes(jsonl.read_bytes()))

@@ -179,20 +179,6 @@ def prepare_on_ray(
     if address not in (None, "local"):
         check_address(address)
 
-    # Everything below writes into out: the merged manifest goes first when replacing, so it never looks complete.
-    if config.overwrite:
-        (out / "manifest.json").unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    plan = {"partitions": [dataclasses.asdict(p) for p in parts], "config": _identity(config)}
-    old = json.loads((out / PLAN).read_text(encoding="utf-8")) if (out / PLAN).exists() else None
-    if old is not None and old != plan and not config.overwrite:
-        raise DatasetExistsError(
-            f"{out}: holds the parts of a run with other inputs or options ({out / PLAN}); use --overwrite"
-        )
-    if config.overwrite and old != plan:
-        shutil.rmtree(out / PARTS, ignore_errors=True)
-    (out / PLAN).write_text(json.dumps(plan, indent=1), encoding="utf-8")
-
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -203,6 +189,19 @@ def prepare_on_ray(
         except Exception as e:  # Ray raises ConnectionError, RuntimeError, ... depending on the version
             raise ConfigError(f"cannot connect to Ray at {address or 'a local runtime'}: {e}") from None
     try:
+        # Everything below writes into out: the merged manifest goes first when replacing, so it never looks complete.
+        if config.overwrite:
+            (out / "manifest.json").unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        plan = {"partitions": [dataclasses.asdict(p) for p in parts], "config": _identity(config)}
+        old = json.loads((out / PLAN).read_text(encoding="utf-8")) if (out / PLAN).exists() else None
+        if old is not None and old != plan and not config.overwrite:
+            raise DatasetExistsError(
+                f"{out}: holds the parts of a run with other inputs or options ({out / PLAN}); use --overwrite"
+            )
+        if config.overwrite and old != plan:
+            shutil.rmtree(out / PARTS, ignore_errors=True)
+        (out / PLAN).write_text(json.dumps(plan, indent=1), encoding="utf-8")
         task = ray.remote(num_cpus=cpus_per_task, max_retries=max_retries, retry_exceptions=False)(prepare_partition)
         refs = [task.remote(_part_config(config, p, out, cpus_per_task).to_json()) for p in parts]
         results: list[dict[str, Any] | None] = [None] * len(parts)

@@ -27,8 +27,9 @@
 //! - Extensions (case-insensitive): `.gz`, `.zst`/`.zstd`, `.bz2` and `.xz` are decompressed
 //!   (concatenated members/frames work); after removing that, `.jsonl`, `.ndjson` and `.json` are
 //!   JSON Lines, `.parquet` is Parquet, `.arrow` is Arrow IPC; everything else is plain text. A
-//!   stream (stdin, a FIFO) has no usable name: its compression is found from its magic number and
-//!   it is JSON Lines when its first non-blank byte is `{`, plain text otherwise.
+//!   stream (stdin, a FIFO) or `/dev/stdin`, `/dev/fd/N`, `/proc/...` (a redirected file) has no
+//!   usable name: its compression is found from its magic number and it is JSON Lines when its
+//!   first non-blank byte is `{`, plain text otherwise.
 //! - Line breaks are LF, CRLF or a lone CR. A UTF-8 BOM at the start of a file is dropped; byte
 //!   offsets in errors count from the start of the (decompressed) file, BOM included.
 //! - In `BlankLine`/`SentencesPerLine` mode a line that is empty or only (Unicode) whitespace ends
@@ -510,7 +511,13 @@ fn open_file(index: u32, path: &Path, cfg: &ReaderConfig, count: &Arc<AtomicU64>
     let (file, row_groups) = split_row_groups(&spec)?;
     let file_path = Path::new(file);
     let stream = is_stream(file_path);
-    let (mut compression, mut kind) = if stream { (Compression::None, Kind::Plain) } else { classify(file_path) };
+    // `/dev/stdin`, `/dev/fd/3`, `/proc/self/fd/0`: names that say nothing of the content, even when
+    // it is a redirected regular file; sniffed like a stream.
+    let sniff = stream
+        || file_path == Path::new("/dev/stdin")
+        || file_path.starts_with("/dev/fd")
+        || file_path.starts_with("/proc");
+    let (mut compression, mut kind) = if sniff { (Compression::None, Kind::Plain) } else { classify(file_path) };
     if matches!(kind, Kind::Parquet | Kind::Arrow) {
         if compression != Compression::None {
             return Err(Error::format(
@@ -548,7 +555,7 @@ fn open_file(index: u32, path: &Path, cfg: &ReaderConfig, count: &Arc<AtomicU64>
         Some(d) => Box::new(HashingReader { inner: counting, digest: Arc::clone(d) }),
         None => Box::new(counting),
     };
-    if stream {
+    if sniff {
         // No name to go by: the compression from the magic number.
         let magic = read_head(&mut raw, 16).at(path)?;
         compression = Compression::sniff(&magic);
@@ -560,7 +567,7 @@ fn open_file(index: u32, path: &Path, cfg: &ReaderConfig, count: &Arc<AtomicU64>
         return Err(Error::format(path, reason));
     }
     let bom = if head.starts_with(&[0xef, 0xbb, 0xbf]) { 3 } else { 0 };
-    if stream && head[bom..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+    if sniff && head[bom..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
         kind = Kind::JsonLines;
     }
     let mut cursor = Cursor::new(head);
