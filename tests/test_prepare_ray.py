@@ -84,7 +84,8 @@ def test_ray_equals_local_partitions_merged_and_failures_are_reported(corpus, tm
         (tmp_path / "ray" / "manifest.json").unlink()
         (part / "manifest.json").unlink()
         state = {**m["config"], "threads": 0, "overwrite": False, "resume": False}
-        (part / "prepare.json").write_text(json.dumps({"config": state}))
+        prev = {"config": state, "inputs": m["inputs"], "tokenizer": m["tokenizer"]}
+        (part / "prepare.json").write_text(json.dumps(prev))
         records = sorted((part / "shards").glob("*.json"))
         assert len(records) >= 2
         for r in records[len(records) // 2 :]:

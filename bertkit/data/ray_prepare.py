@@ -23,6 +23,7 @@ every complete partition.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -35,6 +36,7 @@ from typing import Any
 
 from bertkit.data.prepare import PrepareConfig, prepare
 from bertkit.exceptions import BertkitError, ConfigError, DatasetExistsError
+from bertkit.locks import is_lock_file, output_lock
 
 PARTS = "parts"
 PLAN = "ray_plan.json"
@@ -172,27 +174,29 @@ def prepare_on_ray(
         raise DatasetExistsError(f"{out}: already holds a complete dataset (use --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise DatasetExistsError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / PLAN).exists() and not (out / "manifest.json").exists():
+    entries = [e for e in out.iterdir() if not is_lock_file(e)] if out.is_dir() else []
+    if entries and not (out / PLAN).exists() and not (out / "manifest.json").exists():
         raise DatasetExistsError(f"{out}: exists, is not empty and is not a bertkit dataset (choose another --out)")
     parts = plan_partitions(config.inputs, partition_bytes)
     t0 = time.perf_counter()
     if address not in (None, "local"):
         check_address(address)
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            if address in (None, "local"):
-                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except Exception as e:  # Ray raises ConnectionError, RuntimeError, ... depending on the version
-            raise ConfigError(f"cannot connect to Ray at {address or 'a local runtime'}: {e}") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        if not ray.is_initialized():
+            try:
+                if address in (None, "local"):
+                    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                else:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except Exception as e:  # Ray raises ConnectionError, RuntimeError, ... depending on the version
+                raise ConfigError(f"cannot connect to Ray at {address or 'a local runtime'}: {e}") from None
+            stack.callback(ray.shutdown)
+        # Held until the tasks are done (merge_datasets takes it again to publish).
+        stack.enter_context(output_lock(out, purpose="bertkit prepare --ray"))
         # Everything below writes into out: the merged manifest goes first when replacing, so it never looks complete.
         if config.overwrite:
             (out / "manifest.json").unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
         plan = {"partitions": [dataclasses.asdict(p) for p in parts], "config": _identity(config)}
         old = json.loads((out / PLAN).read_text(encoding="utf-8")) if (out / PLAN).exists() else None
         if old is not None and old != plan and not config.overwrite:
@@ -213,9 +217,6 @@ def prepare_on_ray(
                 cause = getattr(e, "cause", None) or e
                 msg = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
                 failures.append(f"partition {parts[i].name} ({', '.join(parts[i].inputs)}): {msg}")
-    finally:
-        if started_here:
-            ray.shutdown()
     if failures:
         raise PartitionError(
             f"{len(failures)} of {len(parts)} partitions failed (the others are complete in {out / PARTS}; "

@@ -46,7 +46,7 @@
 //!   error asking for one split's folder.
 //! - After `next_batch` returns an error the reader should not be used further.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
@@ -272,16 +272,32 @@ fn expand_glob(spec: &str) -> Result<Vec<PathBuf>> {
 
 /// Expand input specs (files, directories, glob patterns) into the ordered list of files to read.
 pub fn expand_inputs(specs: &[String]) -> Result<Vec<PathBuf>> {
+    Ok(expand_inputs_noting_duplicates(specs)?.0)
+}
+
+/// Inputs given again: `(the later path, the path it is read as)`.
+pub type Duplicates = Vec<(PathBuf, PathBuf)>;
+
+/// `expand_inputs`, plus `(later, first)` for every file given again (twice, or by another path to the same
+/// file: a symlink, `./x`, a directory and a file inside it), which is read once, as `first`.
+pub fn expand_inputs_noting_duplicates(specs: &[String]) -> Result<(Vec<PathBuf>, Duplicates)> {
     if specs.is_empty() {
         return Err(Error::config("no input files given"));
     }
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
+    let mut duplicates = Vec::new();
     for spec in specs {
-        if spec == STDIN {
-            if seen.insert(PathBuf::from(STDIN)) {
-                out.push(PathBuf::from(STDIN));
+        // Standard input and row-group ranges are not files to canonicalize: their spec is the key.
+        let mut add = |key: PathBuf, file: PathBuf| match seen.get(&key) {
+            Some(first) => duplicates.push((file, PathBuf::clone(first))),
+            None => {
+                seen.insert(key, file.clone());
+                out.push(file);
             }
+        };
+        if spec == STDIN {
+            add(PathBuf::from(STDIN), PathBuf::from(STDIN));
             continue;
         }
         if let (file, Some(_)) = split_row_groups(spec)? {
@@ -296,9 +312,7 @@ pub fn expand_inputs(specs: &[String]) -> Result<Vec<PathBuf>> {
                 std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display(),
                 &spec[file.len()..]
             ));
-            if seen.insert(key) {
-                out.push(PathBuf::from(spec));
-            }
+            add(key, PathBuf::from(spec));
             continue;
         }
         let path = Path::new(spec);
@@ -310,12 +324,16 @@ pub fn expand_inputs(specs: &[String]) -> Result<Vec<PathBuf>> {
         };
         for file in files {
             let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-            if seen.insert(key) {
-                out.push(file);
+            match seen.get(&key) {
+                Some(first) => duplicates.push((file, PathBuf::clone(first))),
+                None => {
+                    seen.insert(key, file.clone());
+                    out.push(file);
+                }
             }
         }
     }
-    Ok(out)
+    Ok((out, duplicates))
 }
 
 // ---------------------------------------------------------------------------------------------
