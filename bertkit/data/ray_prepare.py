@@ -218,9 +218,11 @@ def prepare_on_ray(
                 msg = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
                 failures.append(f"partition {parts[i].name} ({', '.join(parts[i].inputs)}): {msg}")
     if failures:
+        done = len(parts) - len(failures)
+        kept = f"the {done} others are complete in {out / PARTS} and are reused when " if done else "fix it and "
         raise PartitionError(
-            f"{len(failures)} of {len(parts)} partitions failed (the others are complete in {out / PARTS}; "
-            "fix the input and run the same command again to reuse them):\n  " + "\n  ".join(failures)
+            f"{len(failures)} of {len(parts)} partitions failed ({kept}the same command runs again); "
+            "no merged manifest was written:\n  " + "\n  ".join(failures)
         )
     merged = merge_datasets([out / PARTS / p.name for p in parts], out, overwrite=True)
     return {
