@@ -372,7 +372,7 @@ def test_token_classification_equals_transformers_at_the_positions():
 
 
 def test_flops_per_token_matches_the_reference_table():
-    """REFERENCE.md §3.3: BERT-base S128 sparse 15 % = 545.4, full head 667.9, S512 587.9, large S128 1878.8 MFLOP."""
+    """docs/ANCHORS.md: BERT-base S128 sparse 15 % = 545.4, full head 667.9, S512 587.9, large S128 1878.8 MFLOP."""
     with torch.device("meta"):
         base = build_model("bert", "base")
         large = build_model("bert", "large")
