@@ -6,7 +6,7 @@ the `bertkit.exceptions` classes for the rest (`InputError`, `FormatError`, `Con
 `Cancelled`).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Literal, TypedDict, final, type_check_only
 
@@ -16,6 +16,8 @@ import numpy.typing as npt
 __all__ = [
     "__version__",
     "prepare",
+    "expand_inputs",
+    "parquet_row_groups",
     "split_sentences",
     "WordPieceTokenizer",
     "nsp_view",
@@ -68,15 +70,29 @@ class _PrepareSummary(TypedDict):
     notes: list[str]
     """Things the user should know that are not errors (an input given twice, read once)."""
 
-def prepare(config_json: str, callback: Callable[[_PrepareProgress], object] | None = None) -> _PrepareSummary:
+def prepare(
+    config_json: str,
+    callback: Callable[[_PrepareProgress], object] | None = None,
+    documents: Iterable[str | Mapping[str, object]] | None = None,
+) -> _PrepareSummary:
     """Prepare a dataset (tokenized corpus shards, optional static instances, then the manifest).
 
-    `config_json` is a JSON object of `bertkit.data.prepare.PrepareConfig` fields. The work runs on a worker thread
-    with its own thread pool and the GIL released; the calling thread calls `callback(counters)` about every 100 ms
-    and checks for Ctrl-C, which cancels the run (`Cancelled`; completed shards stay, no manifest is written). An
-    exception raised by the callback stops the run the same way and is re-raised. Returns the run's summary.
-    Callers go through `bertkit.data.prepare.prepare`, which also holds the output directory's lock.
+    `config_json` is a JSON object of `bertkit.data.prepare.PrepareConfig` fields. `documents`, an iterable of texts
+    or of mappings holding the config's text field, is read after the input files (named ``<documents>`` in the
+    manifest and in errors); an exception it raises stops the run and is re-raised as itself. The work runs on a
+    worker thread with its own thread pool and the GIL released; the calling thread calls `callback(counters)` about
+    every 100 ms and checks for Ctrl-C, which cancels the run (`Cancelled`; completed shards stay, no manifest is
+    written). An exception raised by the callback stops the run the same way and is re-raised. Returns the run's
+    summary. Callers go through `bertkit.data.prepare.prepare`, which also holds the output directory's lock.
     """
+
+def expand_inputs(specs: list[str]) -> list[str]:
+    """The files `prepare` would read for these input specs, in its order: files as given, directories
+    recursively (sorted, hidden files skipped), glob patterns (sorted), Hugging Face datasets folders in their
+    listed order, ``-`` for stdin. A spec that matches nothing raises `ConfigError` naming it."""
+
+def parquet_row_groups(path: str) -> list[int]:
+    """The number of rows of each row group of the Parquet file at `path` (what ``prepare --ray`` partitions)."""
 
 # splitter.rs
 
