@@ -18,9 +18,10 @@ Scores (sums of log-probabilities in nats, the special tokens ``[CLS]`` / ``[SEP
 
 A pair counts as right when the good sentence scores strictly higher (a tie counts as wrong).
 
-Speed: the masked copies of a batch of sentences (sorted by length) are one padded forward, and only the scored
-rows go through the MLM head (``mlm_logits(..., positions)``; NarrowBERT computes just those query rows), instead
-of one full-vocabulary forward per masked copy.
+Speed: the masked copies of many sentences are one forward (``batch_size`` copies; copies of equal length batch
+together, so nothing is padded and attention needs no mask), and only the scored rows go through the MLM head
+(``mlm_logits(..., positions)``; NarrowBERT computes just those query rows), instead of one full-vocabulary forward
+per masked copy.
 
 Results: ``RUN/eval/blimp.json`` and ``blimp.md`` (or ``out``): accuracy per paradigm (UID), per phenomenon
 (``linguistics_term``: the mean of its paradigms) and two macro averages: ``average`` over paradigms (BLiMP's overall
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -201,8 +201,9 @@ class MaskedLMScorer:
         """Each text with its special tokens: (ids, word index of each id; None for special tokens)."""
         raise NotImplementedError
 
-    def log_probs(self, input_ids: Any, attention_mask: Any, positions: Any, targets: Any) -> Any:
-        """``[R]`` log-softmax of ``targets`` at the flat ``positions`` (one per row) of the ``[R, T]`` batch."""
+    def log_probs(self, input_ids: Any, positions: Any, targets: Any) -> Any:
+        """``[R]`` log-softmax of ``targets`` at the flat ``positions`` (one per row) of the ``[R, T]`` batch (rows
+        of equal length: no padding)."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -243,10 +244,10 @@ class RunScorer(MaskedLMScorer):
             out.append(([tok.cls_id, *e.ids, tok.sep_id], [None, *e.word_ids, None]))
         return out
 
-    def log_probs(self, input_ids: Any, attention_mask: Any, positions: Any, targets: Any) -> Any:
+    def log_probs(self, input_ids: Any, positions: Any, targets: Any) -> Any:
         import torch
 
-        logits = self.model.mlm_logits(input_ids, attention_mask, torch.zeros_like(input_ids), positions)
+        logits = self.model.mlm_logits(input_ids, None, torch.zeros_like(input_ids), positions)
         return _log_softmax_at(logits, targets)
 
 
@@ -280,10 +281,10 @@ class HFScorer(MaskedLMScorer):
         enc = self.tokenizer(list(texts), add_special_tokens=True)
         return [(list(enc["input_ids"][i]), list(enc.word_ids(i))) for i in range(len(texts))]
 
-    def log_probs(self, input_ids: Any, attention_mask: Any, positions: Any, targets: Any) -> Any:
+    def log_probs(self, input_ids: Any, positions: Any, targets: Any) -> Any:
         import torch
 
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        kwargs = {"input_ids": input_ids}  # no padding: no attention mask
         if self.types:
             kwargs["token_type_ids"] = torch.zeros_like(input_ids)
         head = getattr(self.model, "cls", None) or getattr(self.model, "lm_head", None)
@@ -439,34 +440,36 @@ def score_token_ids(
     variants = check_variants(variants)
     _check_batch_size(batch_size)
     rows, uses = _plan(sequences, variants)
-    order = sorted(range(len(rows)), key=lambda r: (len(sequences[rows[r][0]][0]), r))  # similar lengths together
+    # Copies of equal length share a batch: no padding, so attention runs without a mask (SDPA's fast path).
+    length = [len(sequences[s][0]) for s, _, _ in rows]
+    order = sorted(range(len(rows)), key=lambda r: (length[r], r))
+    batches: list[list[int]] = []
+    for r in order:
+        if not batches or len(batches[-1]) == batch_size or length[batches[-1][0]] != length[r]:
+            batches.append([])
+        batches[-1].append(r)
     values = np.zeros(len(rows), dtype=np.float64)
-    total = math.ceil(len(order) / batch_size)
     with torch.inference_mode():
-        for b, start in enumerate(range(0, len(order), batch_size)):
-            index = order[start : start + batch_size]
-            T = max(len(sequences[rows[r][0]][0]) for r in index)
-            ids = np.full((len(index), T), scorer.pad_id, dtype=np.int64)
-            attention = np.zeros((len(index), T), dtype=np.int64)
+        for b, index in enumerate(batches):
+            T = length[index[0]]
+            ids = np.empty((len(index), T), dtype=np.int64)
             targets = np.empty(len(index), dtype=np.int64)
             positions = np.empty(len(index), dtype=np.int64)
             for k, r in enumerate(index):
                 s, at, masked = rows[r]
                 seq = sequences[s][0]
-                ids[k, : len(seq)] = seq
-                attention[k, : len(seq)] = 1
+                ids[k] = seq
                 ids[k, list(masked)] = scorer.mask_id
                 targets[k] = seq[at]
                 positions[k] = k * T + at
             out = scorer.log_probs(
                 torch.from_numpy(ids).to(scorer.device),
-                torch.from_numpy(attention).to(scorer.device),
                 torch.from_numpy(positions).to(scorer.device),
                 torch.from_numpy(targets).to(scorer.device),
             )
             values[index] = out.double().cpu().numpy()
             if on_batch is not None:
-                on_batch(b + 1, total)
+                on_batch(b + 1, len(batches))
     return [{v: float(values[use[v]].sum()) for v in variants} for use in uses]
 
 
