@@ -654,3 +654,66 @@ def blimp(
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     console.print(format_blimp_table(result), highlight=False, markup=False)
     console.print(f"written to {escape(result['out'])} and {escape(result['markdown'])}", style="dim", highlight=False)
+
+
+# ------------------------------------------------------------------------------------------ eval msgs
+
+
+@eval_app.command(
+    "msgs",
+    epilog=(
+        "Examples:\n\n"
+        "  bertkit eval msgs runs/elc --data msgs_filtered\n\n"
+        "  bertkit eval msgs runs/base --data msgs --tasks main_verb_lexical_content_the,main_verb_control --seeds 3"
+    ),
+)
+def msgs(
+    run: Annotated[Path, typer.Argument(help="Run directory or Hugging Face BERT directory to fine-tune.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d", help="MSGS tasks: <task>/train.jsonl + test.jsonl, or <task>.train.json + .validation.json."
+        ),
+    ],
+    tasks: Annotated[str, typer.Option(help="all, or a comma-separated list of task names.")] = "all",
+    out: Annotated[Path | None, typer.Option(help="Results JSON (default RUN/eval/msgs.json; .md beside it).")] = None,
+    seeds: SeedsOpt = 1,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 10, BabyLM's).")] = None,
+    max_len: MaxLenOpt = None,
+    max_steps: MaxStepsOpt = None,
+    dropout: DropoutOpt = None,
+    seed: Annotated[int | None, typer.Option(help="First seed (default 12, BabyLM's).")] = None,
+    device: DeviceOpt = None,
+    checkpoint: CheckpointOpt = None,
+    tokenizer: TokenizerOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """MSGS-style probing: fine-tune on each task's ambiguous training set, report the Matthews correlation on the
+    unambiguous test set (+1 linguistic, -1 surface generalisation) and the mean over tasks; resumable."""
+    from bertkit.eval.finetune import load_backbone
+    from bertkit.eval.msgs import evaluate_msgs, format_msgs_table
+
+    overrides = _finetune_overrides(
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_len=max_len,
+        max_steps=max_steps,
+        dropout=dropout,
+        seed=seed,
+        device=device,
+    )
+    with user_errors(), _FinetuneProgress(enabled=not quiet) as progress:
+        backbone = load_backbone(run, checkpoint=checkpoint, tokenizer=tokenizer)
+        result = evaluate_msgs(
+            backbone, data, tasks=tasks, out=out, seeds=seeds, overrides=overrides, on_progress=progress.on_event
+        )
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    console.print(format_msgs_table(result), highlight=False, markup=False)
+    console.print(f"written to {escape(result['out'])} and {escape(result['markdown'])}", style="dim", highlight=False)
