@@ -627,7 +627,7 @@ def blimp(
     """Zero-shot BLiMP: score both sentences of every minimal pair by masked-LM pseudo-log-likelihood (every token
     masked in turn) and count the pair right when the good one scores higher. Accuracy per paradigm, per phenomenon
     and macro averages; resumable (finished paradigms in the results file are kept)."""
-    from bertkit.eval.blimp import check_variants, evaluate_blimp, format_blimp_table, load_scorer
+    from bertkit.eval.blimp import check_batch_size, check_variants, evaluate_blimp, format_blimp_table, load_scorer
 
     def on_event(event: dict[str, Any]) -> None:
         if quiet:
@@ -643,7 +643,8 @@ def blimp(
             console.print(f"[yellow]note[/]: {escape(event['reason'])}", highlight=False)
 
     with user_errors():
-        variants = check_variants(variant)  # before the model loads
+        variants = check_variants(variant)  # the options before the model loads
+        check_batch_size(batch_size)
         scorer = load_scorer(
             source, checkpoint=checkpoint, tokenizer=tokenizer, device=device, trust_remote_code=trust_remote_code
         )

@@ -383,6 +383,8 @@ def test_other_bad_input(runs, hf_dir, tmp_path):
     assert not (tmp_path / "r.json").exists()
     result = runner.invoke(app, ["eval", "blimp", str(runs["bert"]), "--data", str(BLIMP), "--variant", "l2r"])
     assert result.exit_code == 1 and "unknown PLL scoring variant" in result.output
+    result = runner.invoke(app, ["eval", "blimp", str(runs["bert"]), "--data", str(BLIMP), "--batch-size", "0"])
+    assert result.exit_code == 1 and "batch_size must be a positive integer" in result.output
 
 
 def test_a_model_without_an_mlm_head(hf_dir, tmp_path):
@@ -410,3 +412,15 @@ def test_a_run_without_a_token_mlm_head_is_refused(tmp_path, monkeypatch):
     (tmp_path / "run").mkdir()
     with pytest.raises(ConfigError, match="'nextlevel' run has no token masked-LM head"):
         load_scorer(tmp_path / "run", device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_scores_equal_the_cpu_ones(runs):
+    texts = sentences()[:10]
+    for arch in ARCHS:
+        cpu = score_sentences(load_scorer(runs[arch], device="cpu"), texts)
+        gpu = score_sentences(load_scorer(runs[arch], device="cuda"), texts)
+        for a, b in zip(cpu, gpu, strict=True):
+            for v in a:
+                assert a[v] == pytest.approx(b[v], abs=1e-3), (arch, v)

@@ -48,6 +48,8 @@ __all__ = [
     "VARIANTS",
     "MaskedLMScorer",
     "MinimalPair",
+    "check_batch_size",
+    "check_variants",
     "evaluate_blimp",
     "format_blimp_table",
     "load_scorer",
@@ -398,7 +400,7 @@ def load_scorer(
 # ------------------------------------------------------------------------------------------------ scoring
 
 
-def _check_batch_size(batch_size: int) -> None:
+def check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
 
@@ -438,7 +440,7 @@ def score_token_ids(
     import torch
 
     variants = check_variants(variants)
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     rows, uses = _plan(sequences, variants)
     # Copies of equal length share a batch: no padding, so attention runs without a mask (SDPA's fast path).
     length = [len(sequences[s][0]) for s, _, _ in rows]
@@ -493,7 +495,7 @@ def score_sentences(
 ) -> list[dict[str, float]]:
     """The pseudo-log-likelihood of each sentence under every variant (``{"pll": ..., "pll-word-l2r": ...}``)."""
     variants = check_variants(variants)
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     sequences = scorer.tokenize(sentences)
     _check_lengths(scorer, sequences, [f"sentence {i + 1}" for i in range(len(sentences))])
     return score_token_ids(scorer, sequences, variants, batch_size=batch_size)
@@ -543,7 +545,7 @@ def evaluate_blimp(
     from bertkit.eval.finetune import write_text_atomic
 
     variants = check_variants(variants)
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     out_path = Path(out) if out is not None else Path(scorer.source) / "eval" / "blimp.json"
     if out_path.suffix != ".json":
         raise ConfigError(f"{out_path}: the results file must end in .json")
