@@ -255,7 +255,7 @@ class RunScorer(MaskedLMScorer):
 
 class HFScorer(MaskedLMScorer):
     """A Hugging Face ``AutoModelForMaskedLM`` directory with its own (fast) tokenizer. The encoder runs once on the
-    padded batch and the MLM head (``cls`` of BERT-like models, ``lm_head`` of RoBERTa-like ones) only on the scored
+    batch and the MLM head (``cls`` of BERT-like models, ``lm_head`` of RoBERTa-like ones) only on the scored
     rows; other heads are applied to every position."""
 
     def __init__(self, model: Any, tokenizer: Any, source: str) -> None:
