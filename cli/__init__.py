@@ -5,7 +5,29 @@ Each command module exposes `register(app)`; this module only assembles them.
 
 from __future__ import annotations
 
-from cli._common import make_app
+import signal
+import sys
+import threading
+
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    print("interrupted: nothing was started", file=sys.stderr)
+    raise SystemExit(130)  # no traceback, unlike a KeyboardInterrupt escaping the imports below
+
+
+def _catch_interrupt_while_loading() -> object:
+    """Ctrl-C while the command line loads (typer, rich, the commands): a message, not a traceback. Returns the
+    handler to restore once loaded (None when nothing was changed: not the main thread, or SIGINT ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+
+_previous = _catch_interrupt_while_loading()
+
+from cli._common import make_app  # noqa: E402
 
 app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family encoders.")
 
@@ -24,7 +46,13 @@ def _register() -> None:
 
 
 _register()
+if _previous is not None:
+    signal.signal(signal.SIGINT, _previous)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C while the command line is being assembled, before any command runs
+        print("interrupted: nothing was started", file=sys.stderr)
+        raise SystemExit(130) from None

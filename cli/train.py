@@ -208,6 +208,8 @@ class _TrainProgress:
             console.print(
                 f"[red]non-finite loss[/] at step {event['step']} (policy: {event['policy']})", highlight=False
             )
+        elif kind == "warning":
+            console.print(f"[yellow]warning[/]: {escape(event['message'])}", highlight=False)
         elif kind == "resumed":
             console.print(f"resumed from {escape(event['checkpoint'])} at step {event['step']}", highlight=False)
 

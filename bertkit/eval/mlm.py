@@ -102,7 +102,7 @@ def load_run(
     try:
         state = ckpt_lib.load_checkpoint(ckpt, model=model, restore_rng_state=False)
     except RuntimeError as e:  # state-dict keys / shapes do not fit the architecture
-        raise FormatError(f"{ckpt / 'model.pt'}: does not fit {arch.name} ({e})") from None
+        raise FormatError(f"{ckpt_lib.model_file(ckpt)}: does not fit {arch.name} ({e})") from None
     model.to(torch.device(device)).eval()
     return LoadedRun(
         run_dir=run_dir,

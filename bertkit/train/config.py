@@ -443,15 +443,34 @@ class TrainConfig:
             raise ConfigError(f"{path}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); TOML files are UTF-8"
+            ) from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a directory, not a TOML config file") from None
         merged = _merge(data, overrides or {})
-        return cls.from_dict(merged, source=str(path))
+        config = cls.from_dict(merged, source=str(path))
+        sources = {k: str(path) for k in data.get("model", {}) if isinstance(data.get("model"), Mapping)}
+        sources.update({k: "the command line (--model)" for k in (overrides or {}).get("model") or {}})
+        config._model_sources = sources
+        return config
+
+    def model_source(self, key: str) -> str | None:
+        """Where the ``[model]`` option ``key`` came from (the TOML file, or the command line) for messages; None
+        when unknown (a config built in code)."""
+        return getattr(self, "_model_sources", {}).get(key)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> TrainConfig:
         """A new config with ``overrides`` applied (``None`` values ignored; ``model`` is merged key by key)."""
         return TrainConfig.from_dict(_merge(self.to_dict(), overrides), source="overrides")
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the config as JSON, atomically (a temporary sibling renamed over ``path``)."""
+        path = Path(path)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
