@@ -171,3 +171,19 @@ def test_cli_on_an_hf_directory(backbone, tmp_path):
     assert "Mean test MCC" in result.output
     bad = CliRunner().invoke(app, [*args, "--epochs", "0"])
     assert bad.exit_code == 1 and "epochs must be a positive integer" in bad.output
+
+
+def test_json_files_are_json_lines_or_an_array(tmp_path):
+    """BabyLM's `.json` files are JSON Lines (what `datasets.load_dataset("json")` reads); an array works too."""
+    from bertkit.eval.tasks import read_classification
+
+    lines = tmp_path / "a.json"
+    lines.write_text('{"sentence": "the cat", "label": 1}\n{"sentence": "a dog", "label": 0}\n')
+    array = tmp_path / "b.json"
+    array.write_text('[{"sentence": "the cat", "label": 1},\n {"sentence": "a dog", "label": 0}]\n')
+    for path in (lines, array):
+        examples = read_classification(path, text_field="sentence")
+        assert [(e.text, e.label, e.line) for e in examples] == [("the cat", "1", 1), ("a dog", "0", 2)]
+    array.write_text('[{"sentence": "the cat", "label": 1}, 3]')
+    with pytest.raises(FormatError, match=r"b\.json: record 2: expected a JSON object"):
+        read_classification(array, text_field="sentence")
