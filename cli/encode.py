@@ -78,6 +78,9 @@ def encode(
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace what --out holds.")] = False,
+    verify_data: Annotated[
+        bool, typer.Option("--verify-data/--no-verify-data", help="Check each dataset shard's checksum on first read.")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Embed every chunk of a dataset with a sentence-transformers encoder into a float16 embedding store
@@ -109,6 +112,7 @@ def encode(
                 overwrite=overwrite,
                 on_progress=bar.update,
                 compile=compile,
+                verify_data=verify_data,
             )
     rate = summary["encoded_chunks"] / max(summary["seconds"], 1e-9)
     line = (

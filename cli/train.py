@@ -91,6 +91,10 @@ def train(
         typer.Option(help="Start from a Hugging Face BERT directory (nextlevel: the encoder whose layers it takes)."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    verify_data: Annotated[
+        bool | None,
+        typer.Option("--verify-data/--no-verify-data", help="Check each dataset shard's checksum on first read."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Pretrain an encoder: masking on the fly, evaluation, atomic checkpoints, exact resume."""
@@ -122,6 +126,7 @@ def train(
         log_every=log_every,
         seed=seed,
         init_from=init_from,
+        verify_data=verify_data,
     )
     with user_errors():
         model_overrides = _model_overrides(model or [])

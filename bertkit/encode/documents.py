@@ -298,6 +298,8 @@ def read_documents(
                     raise InputError(f"{path}:{n}: no string field {text_field!r}")
                 docs.append(record[text_field])
         elif doc_mode == "file":
+            if not content.strip():
+                raise InputError(f"{path}: the file is empty: there is no document to embed")
             docs = [content]
         elif doc_mode == "blank-line":
             docs = [b for b in (block.strip() for block in content.replace("\r\n", "\n").split("\n\n")) if b]

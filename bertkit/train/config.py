@@ -70,6 +70,7 @@ RESUME_MUTABLE = frozenset(
         "nan_policy",
         "plot",
         "device",
+        "verify_data",
     }
 )
 """Fields that may differ when a run is resumed; any other difference is a ConfigError."""
@@ -120,6 +121,9 @@ class TrainConfig:
     """NSP views: correct Google's quirks instead of reproducing them."""
     eval_fraction: float = 0.01
     """Held-out fraction of the dataset for evaluation."""
+    verify_data: bool = True
+    """Check each dataset shard's checksum before it is first read (``--no-verify-data`` skips it for data that
+    ``bertkit verify`` already checked; the values are validated on opening either way)."""
     short_p: float = 0.0
     """mlm / static-mlm training rows: probability of cutting a row to ``randint(1, seq_len - 2)`` tokens, then
     [SEP] and padding (ELC-BERT's ``short_p``; such batches carry an attention mask). 0 = always full rows."""
@@ -330,6 +334,7 @@ class TrainConfig:
             "fix_quirks",
             "decay_embeddings",
             "random_exclude_special",
+            "verify_data",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} = {getattr(self, name)!r} must be true or false")

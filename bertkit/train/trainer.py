@@ -149,6 +149,7 @@ def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, i
             rank=info.rank,
             world_size=info.world_size,
             drop_last=split == "train" or info.world_size > 1,
+            verify_data=config.verify_data,
         )
     if not config.data:
         raise ConfigError("no dataset: set data (--data)")
@@ -171,6 +172,7 @@ def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, i
         fix_quirks=config.fix_quirks,
         drop_last=split == "train" or info.world_size > 1,
         short_p=config.short_p if split == "train" else 0.0,  # evaluation reads full rows
+        verify_data=config.verify_data,
     )
 
 
