@@ -3,7 +3,8 @@
 #
 #   make demo    prepare → inspect → verify → train the tiny BERT (~3 min on CPU) → eval mlm → fine-tune on sentiment
 #                (the README's main job)
-#   make test    cargo test + pytest (fetches the real corpora for the parity tests)
+#   make test    cargo test + pytest (fetches the real corpora for the parity tests; includes the `aot` test, which
+#                compiles every Triton kernel for sm_80 / sm_90 without a GPU)
 #   make lint    cargo fmt --check, cargo clippy -D warnings, ruff
 
 PYTHON ?= python3
