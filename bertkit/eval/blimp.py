@@ -319,12 +319,12 @@ def _device(name: str) -> Any:
 
 
 def _load_run_model(path: Path, checkpoint: str | os.PathLike[str] | None) -> tuple[Any, str, int, Any]:
-    """(pretraining model on the CPU, architecture name, step, training config) of a run directory: the one place
-    that loads bertkit runs here (switch to ``bertkit.load_run`` once it is public)."""
-    from bertkit.eval.mlm import load_run
+    """(pretraining model on the CPU, architecture name, step, training config) of a run directory, through
+    ``bertkit.load_run``."""
+    from bertkit.run import load_run
 
     loaded = load_run(path, checkpoint, device="cpu")
-    return loaded.model, loaded.arch, loaded.step, loaded.config
+    return loaded.model, loaded.arch, loaded.step, loaded.train_config
 
 
 def _load_hf(path: Path, device: Any, trust_remote_code: bool) -> HFScorer:
