@@ -197,6 +197,21 @@ def test_every_architecture_matches_a_per_copy_forward(runs, arch):
             assert o[variant] == pytest.approx(total, abs=1e-4), (arch, variant)
 
 
+@pytest.mark.parametrize("arch", ["narrowbert", "elc-bert", "ltg-bert"])
+def test_remote_code_exports_score_like_their_runs(runs, arch, tmp_path):
+    """`bertkit export hf` of the other architectures writes remote-code directories (auto_map): scored through
+    AutoModelForMaskedLM with trust_remote_code, they give the run's own scores."""
+    out = tmp_path / arch
+    result = runner.invoke(app, ["export", "hf", str(runs[arch]), str(out)])
+    assert result.exit_code == 0, result.output
+    texts = sentences()[:8]
+    ours = score_sentences(load_scorer(runs[arch], device="cpu"), texts)
+    exported = score_sentences(load_scorer(out, device="cpu", trust_remote_code=True), texts)
+    for a, b in zip(ours, exported, strict=True):
+        for v in a:
+            assert a[v] == pytest.approx(b[v], abs=1e-4), (arch, v)
+
+
 # ------------------------------------------------------------------------------------------------ results
 
 

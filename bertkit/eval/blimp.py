@@ -255,8 +255,9 @@ class RunScorer(MaskedLMScorer):
 
 class HFScorer(MaskedLMScorer):
     """A Hugging Face ``AutoModelForMaskedLM`` directory with its own (fast) tokenizer. The encoder runs once on the
-    batch and the MLM head (``cls`` of BERT-like models, ``lm_head`` of RoBERTa-like ones) only on the scored
-    rows; other heads are applied to every position."""
+    batch and the MLM head (``cls`` of BERT-like models, ``lm_head`` of RoBERTa-like ones) only on the scored rows;
+    other models, and remote code (``trust_remote_code``, bertkit's exports of its other architectures), run their
+    own forward with logits at every position."""
 
     def __init__(self, model: Any, tokenizer: Any, source: str) -> None:
         self.model = model
@@ -278,6 +279,8 @@ class HFScorer(MaskedLMScorer):
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self.types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         self.device = next(model.parameters()).device
+        # transformers' own classes: the encoder then the head on the scored rows; remote code (auto_map): its forward
+        self.builtin = type(model).__module__.startswith("transformers.")
 
     def tokenize(self, texts: Sequence[str]) -> list[tuple[list[int], list[int | None]]]:
         enc = self.tokenizer(list(texts), add_special_tokens=True)
@@ -290,7 +293,7 @@ class HFScorer(MaskedLMScorer):
         if self.types:
             kwargs["token_type_ids"] = torch.zeros_like(input_ids)
         head = getattr(self.model, "cls", None) or getattr(self.model, "lm_head", None)
-        if head is not None:
+        if head is not None and self.builtin:
             hidden = self.model.base_model(**kwargs).last_hidden_state
             logits = head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions))
         else:
