@@ -94,7 +94,8 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Pretrain an encoder: masking on the fly, evaluation, atomic checkpoints, exact resume."""
-    from bertkit.train.config import TrainConfig
+    from bertkit.exceptions import ConfigError
+    from bertkit.train.config import TrainConfig, resume_config
 
     if warmup is not None and warmup >= 1:
         warmup = int(warmup)  # a step count
@@ -129,8 +130,12 @@ def train(
             model_overrides["full_layers"] = full_layers
         if model_overrides:
             overrides["model"] = model_overrides
+        if resume and out is None:
+            raise ConfigError("--resume needs --out RUN, the run directory to continue")
         if config is not None:
-            cfg = TrainConfig.from_toml(config, overrides)
+            cfg = TrainConfig.from_file(config, overrides)
+        elif resume and (out / "config.json").is_file():  # the run alone: its saved config, flags override
+            cfg = resume_config(out, overrides)
         else:
             cfg = TrainConfig.from_dict(overrides, source="command line")
         from bertkit.train import trainer

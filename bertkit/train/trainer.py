@@ -34,7 +34,7 @@ import torch
 
 from bertkit.exceptions import BertkitError, ConfigError, FormatError
 from bertkit.train import checkpoint as ckpt_lib
-from bertkit.train.config import TrainConfig
+from bertkit.train.config import TrainConfig, extension_of
 from bertkit.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -501,6 +501,24 @@ def _train(
         )
     if resume and existing is None:
         notes.append(f"resume: no complete checkpoint in {run_dir}; starting from step 0")
+    extended_from: int | None = None  # the saved max_steps when this session extends (or shortens) the run
+    if resume and existing is not None:
+        saved_config = ckpt_lib.read_config(existing)
+        extension = extension_of(saved_config, config)
+        if extension is not None:
+            reached = int(ckpt_lib.read_meta(existing).get("step", 0))
+            if config.max_steps < reached:
+                raise ConfigError(
+                    f"max_steps = {config.max_steps} is below step {reached}, which {existing} already reached"
+                )
+            extended_from = int(saved_config["max_steps"])
+            config = extension
+            notes.append(
+                f"max_steps {extended_from} → {config.max_steps}: warmup and phase switches keep their steps, the "
+                "decay is stretched to the new end"
+            )
+        phases = config.resolved_phases()
+        phase_starts = config.phase_starts()
     # every phase's data opens now, so a bad seq_len / dataset fails before training
     train_data = [_open_data(config, p.seq_len, p.batch_size, "train", info) for p in phases]
     data0 = train_data[0]
@@ -508,7 +526,10 @@ def _train(
     config_dict = config.to_dict()
     model_config_dict = model_config.to_dict()
     if resume and existing is not None:
-        ckpt_lib.check_compatible(existing, config_dict, arch_name, model_config_dict, world_size=info.world_size)
+        checked = dict(config_dict)
+        if extended_from is not None:  # the schedule keys changed under the extension rule, nothing else may
+            checked.update({k: saved_config.get(k) for k in ("max_steps", "warmup", "phases", "long_after")})
+        ckpt_lib.check_compatible(existing, checked, arch_name, model_config_dict, world_size=info.world_size)
 
     # ------------------------------------------------------------------ model, optimiser, schedule
     sharded = config.fsdp and info.enabled
@@ -556,6 +577,11 @@ def _train(
             load_full_optimizer_state(wrapped, optimizer, full)
         step = int(state["step"])
         data_state = dict(state["data_state"])
+        if extended_from is not None:  # the next update follows the new schedule, not the saved one's last value
+            factor = scheduler.lr_lambdas[0](step)
+            for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+                group["lr"] = base * factor
+            scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
         emit({"event": "resumed", "step": step, "checkpoint": str(existing)})
     forward_model = torch.compile(wrapped) if config.compile else wrapped
 
