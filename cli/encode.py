@@ -69,7 +69,10 @@ def encode(
         str | None, typer.Option(help="I/N: encode only this process's share (default: torchrun's RANK/WORLD_SIZE).")
     ] = None,
     shard_chunks: Annotated[int, typer.Option(help="Chunks per store shard (the unit of resume).")] = 1 << 16,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads for torch (capped to the logical CPUs).", show_default="torch's default"),
+    ] = None,
     compile: Annotated[
         bool,
         typer.Option(
@@ -83,6 +86,7 @@ def encode(
     """Embed every chunk of a dataset with a sentence-transformers encoder into a float16 embedding store
     (length-sorted batches, bf16 on GPU, resumable: run it again after an interruption)."""
     from bertkit.encode.store import encode_dataset
+    from bertkit.resources import cap_threads
 
     with user_errors():
         parsed = _parse_shard(shard)
@@ -91,7 +95,10 @@ def encode(
 
             if torch.cuda.is_available():
                 device = f"cuda:{os.environ['LOCAL_RANK']}"
-        if threads > 0:
+        threads, note = cap_threads(threads)
+        if note:
+            console.print(f"[yellow]note[/]: {note}", highlight=False)
+        if threads is not None:
             import torch
 
             torch.set_num_threads(threads)

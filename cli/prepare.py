@@ -51,7 +51,10 @@ def prepare(
     mlm_seq_len: Annotated[int, typer.Option(help="Packed MLM length (0: --max-seq-length).")] = 0,
     chunk_size: Annotated[int, typer.Option(help="NextLevelBERT chunk tokens (0: sentence chunks).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 12345,
-    threads: Annotated[int, typer.Option(help="Worker threads (0: all cores).")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Worker threads (capped to the logical CPUs).", show_default="all logical CPUs"),
+    ] = None,
     shard_size_mb: Annotated[float, typer.Option(help="Input text per corpus shard, MB.")] = 64.0,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset already in --out.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its completed shards.")] = False,
@@ -61,10 +64,14 @@ def prepare(
     from bertkit.data.prepare import PrepareConfig
     from bertkit.data.prepare import prepare as run_prepare
     from bertkit.exceptions import ConfigError
+    from bertkit.resources import cap_threads
 
     with user_errors():
         if one_doc_per_line and sentences_per_line:
             raise ConfigError("--one-doc-per-line and --sentences-per-line exclude each other")
+        threads, note = cap_threads(threads)
+        if note:
+            console.print(f"[yellow]note[/]: {note}", highlight=False)
         doc_mode = "blank-line"
         if one_doc_per_line:
             doc_mode = "one-doc-per-line"
@@ -79,7 +86,7 @@ def prepare(
             text_field=text_field,
             on_invalid_utf8=on_invalid_utf8,
             splitter=splitter,
-            threads=threads,
+            threads=threads or 0,
             shard_size=int(shard_size_mb * (1 << 20)),
             instances=instances or [],
             seed=seed,

@@ -77,6 +77,10 @@ class PrepareConfig:
                 raise ConfigError(f"unknown instance kind {k!r} (choose from {', '.join(INSTANCE_KINDS)})")
         if self.threads < 0:
             raise ConfigError("threads must be >= 0")
+        from bertkit.resources import THREADS_CEILING
+
+        if self.threads > THREADS_CEILING:
+            raise ConfigError(f"threads = {self.threads}: above the ceiling of {THREADS_CEILING}")
         if self.extra:
             raise ConfigError(f"unknown prepare options: {', '.join(sorted(self.extra))}")
 
@@ -101,5 +105,8 @@ def prepare(config: PrepareConfig, on_progress: ProgressCallback | None = None) 
     completed shards stay, no manifest is written, and `resume=True` continues.
     """
     from bertkit import _core
+    from bertkit.resources import logical_cpus
 
+    if config.threads > logical_cpus():  # more workers than CPUs only adds contention (the output is the same)
+        config = dataclasses.replace(config, threads=logical_cpus())
     return _core.prepare(config.to_json(), on_progress)

@@ -235,13 +235,17 @@ def _build_model(config: TrainConfig, data: Any) -> tuple[torch.nn.Module, Any, 
             f"architecture {arch.name!r} has no NSP head (it pretrains with MLM only); view {config.view!r} needs one: "
             "use view = 'mlm' or 'static-mlm'"
         )
+    _check_positions(config, model_config)
+    return model, model_config, arch.name
+
+
+def _check_positions(config: TrainConfig, model_config: Any) -> None:
     max_pos = getattr(model_config, "max_position_embeddings", None)
     if max_pos is not None and config.max_seq_len() > max_pos:
         raise ConfigError(
             f"seq_len {config.max_seq_len()} is above the model's max_position_embeddings {max_pos} "
             f"(preset {config.preset!r}); lower seq_len or raise max_position_embeddings in [model]"
         )
-    return model, model_config, arch.name
 
 
 def _check_model_options(config: TrainConfig) -> None:
@@ -251,7 +255,9 @@ def _check_model_options(config: TrainConfig) -> None:
 
     arch = get_architecture(config.arch)
     if not config.init_from:
-        arch.make_config(config.preset, **config.model)
+        model_config = arch.make_config(config.preset, **config.model)
+        if arch.data_kind != "embeddings":  # a seq_len the positions cannot hold fails before the data open
+            _check_positions(config, model_config)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
