@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a log line is one line, not wrapped at 80 columns in a pipe
 
 
 def make_app(**kwargs) -> typer.Typer:
@@ -38,3 +38,56 @@ def user_errors() -> Iterator[None]:
 def fail(message: str) -> None:
     console.print(f"[red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(1)
+
+
+def interactive() -> bool:
+    """Whether progress bars can be drawn: the console (stderr) is a terminal. A batch job, ``| tee`` or CI gets
+    plain progress lines instead (:class:`PlainLines`)."""
+    return console.is_terminal
+
+
+def format_eta(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``12s``; ``?`` when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0 or seconds == float("inf"):
+        return "?"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class PlainLines:
+    """Plain progress lines for a non-terminal log: at most one every ``BERTKIT_PROGRESS_EVERY`` seconds (10 by
+    default; 0 = every report), and the final one."""
+
+    def __init__(self, label: str) -> None:
+        import os
+        import time
+
+        self.label = label
+        self._clock = time.perf_counter
+        self.t0 = self._clock()
+        try:
+            self.every = max(0.0, float(os.environ.get("BERTKIT_PROGRESS_EVERY", "10")))
+        except ValueError:
+            self.every = 10.0
+        self._last: float | None = None
+
+    def elapsed(self) -> float:
+        return self._clock() - self.t0
+
+    def due(self) -> bool:
+        now = self._clock()
+        return self._last is None or now - self._last >= self.every
+
+    def emit(self, text: str) -> None:
+        self._last = self._clock()
+        console.print(f"{self.label}: {escape(text)}", highlight=False, soft_wrap=True)
+
+    def eta(self, done: float, total: float | None) -> str:
+        """Time left at the average rate so far."""
+        if not total or done <= 0:
+            return "?"
+        return format_eta((total - done) * self.elapsed() / done)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cli._common import console, user_errors
+from cli._common import PlainLines, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -182,6 +182,8 @@ class _Progress:
         self.label, self.unit, self.enabled = label, unit, enabled
         self.progress: Any = None
         self.task: Any = None
+        self.plain: PlainLines | None = None
+        self.first_done = 0
         self.t0 = time.perf_counter()
 
     def __enter__(self) -> _Progress:
@@ -189,6 +191,16 @@ class _Progress:
 
     def update(self, done: int, total: int) -> None:
         if not self.enabled:
+            return
+        if not interactive():  # a batch job / pipe / CI log: a plain line every BERTKIT_PROGRESS_EVERY seconds
+            if self.plain is None:
+                self.plain, self.first_done = PlainLines(self.label), done  # a resumed job starts above 0
+            if self.plain.due() or done >= total:
+                new = done - self.first_done
+                rate = new / max(self.plain.elapsed(), 1e-9)
+                pct = f" ({100 * done / total:.0f}%)" if total else ""
+                eta = self.plain.eta(new, total - self.first_done)
+                self.plain.emit(f"{done:,}/{total:,} {self.unit}{pct}  {rate:,.1f} {self.unit}/s  ETA {eta}")
             return
         if self.progress is None:  # drawn from the first report on, so that bad input shows only its error
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli._common import console, user_errors
+from cli._common import PlainLines, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -112,9 +112,16 @@ def prepare(
 
 
 class _PrepareProgress:
-    """A rich progress bar fed by the counters the Rust workers bump."""
+    """A rich progress bar fed by the counters the Rust workers bump; in a non-terminal log, a plain line every
+    ``BERTKIT_PROGRESS_EVERY`` seconds (MB read, MB/s, documents, tokens, ETA; instances built)."""
+
+    plain: PlainLines | None = None
 
     def __enter__(self) -> _PrepareProgress:
+        self.stage = "tokenize"
+        if not interactive():
+            self.plain = PlainLines("prepare")
+            return self
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -141,7 +148,27 @@ class _PrepareProgress:
         self.stage = "tokenize"
         return self
 
+    def _plain_update(self, c: dict) -> None:
+        assert self.plain is not None
+        changed = c["stage"] != self.stage
+        self.stage = c["stage"]
+        if not (changed or self.plain.due()):
+            return
+        if self.stage == "tokenize":
+            done, total = c["bytes"], c["total_bytes"] or None
+            of = f"/{total / 1e6:,.1f}" if total else ""
+            rate = done / 1e6 / max(self.plain.elapsed(), 1e-9)
+            self.plain.emit(
+                f"tokenize {done / 1e6:,.1f}{of} MB  {rate:,.1f} MB/s  {c['documents']:,} docs  {c['tokens']:,} tokens"
+                f"  ETA {self.plain.eta(done, total)}"
+            )
+        else:
+            self.plain.emit(f"{self.stage} {c['instances']:,} instances")
+
     def update(self, c: dict) -> None:
+        if self.plain is not None:
+            self._plain_update(c)
+            return
         if c["stage"] != self.stage and c["stage"] == "instances":
             self.progress.update(self.task, completed=c["total_bytes"])
             self.stage = "instances"
@@ -153,7 +180,8 @@ class _PrepareProgress:
             self.progress.update(self.task, detail=f"{c['instances']:,} instances")
 
     def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
+        if self.plain is None:
+            self.progress.__exit__(*exc)
 
 
 def _print_summary(summary: dict, seconds: float) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cli._common import console, user_errors
+from cli._common import PlainLines, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -158,28 +158,51 @@ def train(
 
 
 class _TrainProgress:
-    """A rich progress bar fed by the trainer's events (step, loss, tokens/s, MFU on GPU)."""
+    """Progress fed by the trainer's events: a rich bar on a terminal (step, loss, tokens/s, MFU on GPU); in a
+    non-terminal log (batch job, ``| tee``, CI) one plain line per metrics record (every ``log_every`` steps) with
+    step, loss, lr, tokens/s and ETA."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.progress: Any = None
         self.task: Any = None
+        self.plain: PlainLines | None = None
+        self.first_step = 0
 
     def __enter__(self) -> _TrainProgress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[detail]}"),
-                console=console,
-                transient=False,
-            )
-            self.progress.__enter__()
         return self
+
+    def _start(self, event: dict[str, Any]) -> None:
+        self.first_step = event["step"]
+        if not self.enabled:
+            return
+        if not interactive():
+            self.plain = PlainLines("train")
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            transient=False,
+        )
+        self.progress.__enter__()  # drawn from the start event on: bad input shows only its error
+        self.task = self.progress.add_task("train", total=event["max_steps"], completed=event["step"], detail="")
+
+    def _plain_line(self, event: dict[str, Any]) -> None:
+        assert self.plain is not None
+        step, total = event["step"], event.get("max_steps")
+        text = f"step {step}/{total}  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
+        text += f"  {event['tokens_per_s']:,.0f} tok/s"
+        if event.get("mfu") is not None:
+            text += f"  MFU {100 * event['mfu']:.1f}%"
+        left = None if total is None else total - self.first_step
+        text += f"  ETA {self.plain.eta(step - self.first_step, left)}"
+        self.plain.emit(text)
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -189,11 +212,11 @@ class _TrainProgress:
                 f" x{event['world_size']}",
                 highlight=False,
             )
-            if self.progress is not None:
-                total, done = event["max_steps"], event["step"]
-                self.task = self.progress.add_task("train", total=total, completed=done, detail="")
+            self._start(event)
         elif kind == "step" and self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=event["step"])
+        elif kind == "log" and self.plain is not None:
+            self._plain_line(event)
         elif kind == "log" and self.progress is not None and self.task is not None:
             detail = f"loss {event['loss']:.4f}  lr {event['lr']:.2e}  {event['tokens_per_s']:,.0f} tok/s"
             if event.get("mfu") is not None:
