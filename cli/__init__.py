@@ -5,9 +5,31 @@ Each command module exposes `register(app)`; this module only assembles them.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from cli._common import make_app
 
 app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family encoders.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import bertkit
+
+        typer.echo(f"bertkit {bertkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """bertkit: prepare corpora, pretrain and evaluate BERT-family encoders."""
 
 
 def _register() -> None:

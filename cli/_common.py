@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import typer
 from rich.console import Console
@@ -13,8 +14,31 @@ from rich.markup import escape
 console = Console(stderr=True, soft_wrap=True)  # a log line is one line, not wrapped at 80 columns in a pipe
 
 
+class _Command(typer.core.TyperCommand):
+    """A command whose ``--help`` shows a default for every option: an option without one (None: the command
+    decides, the help text says how) shows ``none`` unless its help already names its default; an off switch
+    ``off``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name != "option" or isinstance(param.show_default, str) or param.required:
+                continue
+            if param.name == "help":
+                continue
+            if getattr(param, "is_flag", False) and not getattr(param, "secondary_opts", None) and not param.default:
+                param.show_default = "off"
+            elif param.default is None and "default" not in (param.help or "").lower():
+                param.show_default = "none"
+
+
+class _App(typer.Typer):
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
 def make_app(**kwargs) -> typer.Typer:
-    return typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, **kwargs)
+    return _App(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, **kwargs)
 
 
 @contextlib.contextmanager
@@ -91,3 +115,9 @@ class PlainLines:
         if not total or done <= 0:
             return "?"
         return format_eta((total - done) * self.elapsed() / done)
+
+
+def choice(options: Sequence[str]) -> Any:
+    """A ``Literal`` of the library's own list of names: Typer checks the value and lists the choices in ``--help``
+    (the list lives in the library, never copied here)."""
+    return Literal[tuple(options)]  # type: ignore[valid-type]

@@ -184,6 +184,8 @@ def merge(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("inspect")(inspect)
-    app.command("verify")(verify)
-    app.command("merge")(merge)
+    app.command("inspect", epilog="Examples:\n\n  bertkit inspect data/ds\n\n  bertkit inspect data/ds --sample 2")(
+        inspect
+    )
+    app.command("verify", epilog="Examples:\n\n  bertkit verify data/ds")(verify)
+    app.command("merge", epilog="Examples:\n\n  bertkit merge data/part1 data/part2 --out data/all")(merge)

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cli._common import PlainLines, console, interactive, user_errors
+from bertkit.catalog import ARCHITECTURE_NAMES, presets_help
+from bertkit.train.config import DEVICES, MASKING, OPTIMIZERS, PRECISIONS, SCHEDULES, VIEWS, TrainConfig
+from cli._common import PlainLines, choice, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -51,51 +53,142 @@ def _options_to_overrides(**options: Any) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None}
 
 
+def _default(name: str) -> str:
+    """The help's default of a run option: TrainConfig's (a --config file or, with --resume, the run's saved
+    config comes first)."""
+    value = getattr(TrainConfig(), name)
+    return "true" if value is True else "false" if value is False else str(value)
+
+
 def train(
-    data: Annotated[Path | None, typer.Option("--data", "-d", help="Prepared dataset directory.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics).")] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML run file; flags given here override it.")
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Prepared dataset directory.", show_default="from --config")
     ] = None,
-    arch: Annotated[str | None, typer.Option(help="Architecture (see bertkit.models.ARCHITECTURES).")] = None,
-    preset: Annotated[str | None, typer.Option(help="Model preset: tiny | small | base | large.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics, config.json).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML run file, or a run's config.json; flags given here override it.",
+            show_default="none",
+        ),
+    ] = None,
+    arch: Annotated[
+        choice(ARCHITECTURE_NAMES) | None, typer.Option(help="Architecture.", show_default=_default("arch"))
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help=f"Model preset: {presets_help()}.", show_default=_default("preset"))
+    ] = None,
     model: Annotated[
         list[str] | None,
-        typer.Option("--model", "-m", help="Model-config override KEY=VALUE (repeatable), e.g. variant=base."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model-config override KEY=VALUE (repeatable), e.g. variant=base.",
+            show_default="the preset's",
+        ),
     ] = None,
     full_layers: Annotated[
-        int | None, typer.Option(help="narrowbert: full layers before the narrow ones (model option full_layers).")
+        int | None,
+        typer.Option(
+            help="narrowbert: full layers before the narrow ones (model option full_layers).",
+            show_default="the preset's",
+        ),
     ] = None,
-    view: Annotated[str | None, typer.Option(help="Samples: mlm | nsp | static-nsp | static-mlm.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps of the run.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sequences per rank per micro-batch.")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Sequence length (replaces the file's phases).")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimiser step.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adamw | lamb")] = None,
-    schedule: Annotated[str | None, typer.Option(help="linear | cosine | one-cycle | constant")] = None,
+    view: Annotated[choice(VIEWS) | None, typer.Option(help="Training samples.", show_default=_default("view"))] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Optimiser steps of the run; with --resume a new total extends the run (README: the schedule is "
+            "stretched).",
+            show_default=_default("max_steps"),
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Sequences per rank per micro-batch.", show_default=_default("batch_size"))
+    ] = None,
+    seq_len: Annotated[
+        int | None,
+        typer.Option(help="Sequence length (replaces the file's phases).", show_default=_default("seq_len")),
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="Micro-batches per optimiser step.", show_default=_default("grad_accum"))
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", show_default=_default("lr"))] = None,
+    optimizer: Annotated[
+        choice(OPTIMIZERS) | None, typer.Option(help="Optimiser.", show_default=_default("optimizer"))
+    ] = None,
+    schedule: Annotated[
+        choice(SCHEDULES) | None,
+        typer.Option(help="Learning-rate schedule after warmup.", show_default=_default("schedule")),
+    ] = None,
     warmup: Annotated[
-        float | None, typer.Option(help="Warmup: >= 1 a number of steps, < 1 a fraction of max-steps.")
+        float | None,
+        typer.Option(
+            help="Warmup: >= 1 a number of steps, < 1 a fraction of max-steps.", show_default=_default("warmup")
+        ),
     ] = None,
-    masking: Annotated[str | None, typer.Option(help="token | wwm | span")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16 | fp16")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
-    fsdp: Annotated[bool | None, typer.Option("--fsdp/--no-fsdp", help="FSDP under torchrun (large models).")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps (0 = never).")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0 = at the end).")] = None,
-    log_every: Annotated[int | None, typer.Option(help="Metrics record every N steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of init, data order and masking.")] = None,
+    masking: Annotated[
+        choice(MASKING) | None, typer.Option(help="Masking strategy.", show_default=_default("masking"))
+    ] = None,
+    precision: Annotated[
+        choice(PRECISIONS) | None,
+        typer.Option(help="auto = bf16 autocast on CUDA, fp32 on CPU.", show_default=_default("precision")),
+    ] = None,
+    device: Annotated[
+        choice(DEVICES) | None, typer.Option(help="auto = CUDA when available.", show_default=_default("device"))
+    ] = None,
+    compile: Annotated[
+        bool | None,
+        typer.Option("--compile/--no-compile", help="torch.compile the model.", show_default=_default("compile")),
+    ] = None,
+    fsdp: Annotated[
+        bool | None,
+        typer.Option("--fsdp/--no-fsdp", help="FSDP under torchrun (large models).", show_default=_default("fsdp")),
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Evaluate every N steps (0 = never).", show_default=_default("eval_every")),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(help="Checkpoint every N steps (0 = at the end).", show_default=_default("checkpoint_every")),
+    ] = None,
+    log_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Metrics record (and, in a non-terminal log, a progress line) every N steps.",
+            show_default=_default("log_every"),
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of init, data order and masking.", show_default=_default("seed"))
+    ] = None,
     init_from: Annotated[
         Path | None,
-        typer.Option(help="Start from a Hugging Face BERT directory (nextlevel: the encoder whose layers it takes)."),
+        typer.Option(
+            help="Start from a Hugging Face BERT directory (nextlevel: the encoder whose layers it takes).",
+            show_default="none",
+        ),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its checkpoint; its config.json supplies every option not given.",
+            show_default="off",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or progress lines.", show_default="off")
+    ] = False,
 ) -> None:
     """Pretrain an encoder: masking on the fly, evaluation, atomic checkpoints, exact resume."""
     from bertkit.exceptions import ConfigError
-    from bertkit.train.config import TrainConfig, resume_config
+    from bertkit.train.config import resume_config
 
     if warmup is not None and warmup >= 1:
         warmup = int(warmup)  # a step count
