@@ -31,6 +31,19 @@ class _Command(typer.core.TyperCommand):
             elif param.default is None and "default" not in (param.help or "").lower():
                 param.show_default = "none"
 
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a missing optional dependency is one line naming the extra to install."""
+        from bertkit.extras import install_hint
+
+        try:
+            return super().invoke(ctx)
+        except ImportError as e:
+            hint = install_hint(e)
+            if hint is None:
+                raise
+            console.print(f"[red]error[/]: {escape(hint)}", highlight=False)
+            raise typer.Exit(1) from None
+
 
 class _App(typer.Typer):
     def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
