@@ -598,6 +598,7 @@ def _train(
     metrics = MetricsWriter(run_dir, tensorboard=config.tensorboard, enabled=info.is_main)
     if metrics.tensorboard_note:
         notes.append(metrics.tensorboard_note)
+    metrics.log_config(config_dict, model_config_dict, arch_name)
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
 
     def phase_at(s: int) -> int:
