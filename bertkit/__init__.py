@@ -1,8 +1,8 @@
 """bertkit: pretrain, compare and evaluate BERT-family encoders.
 
-The Rust extension (`bertkit._core`) prepares corpora into memory-mapped shards; `bertkit.data`
-reads them. The library never imports typer or rich (the CLI in `cli/` does). ``bertkit.NextLevelBERT`` (document
-embeddings of a trained NextLevel run) loads on first use, so ``import bertkit`` stays light (no torch).
+The Rust extension (`bertkit._core`) prepares corpora into memory-mapped shards; `bertkit.data` reads them. The
+library never imports typer or rich (the CLI in `bertkit_cli/` does). ``bertkit.NextLevelBERT`` (document embeddings
+of a trained NextLevel run) loads on first use, so ``import bertkit`` stays light (no torch).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ runner = CliRunner()
 
 
 def _app():
-    from cli import app
+    from bertkit_cli import app
 
     return app
 

@@ -7,7 +7,7 @@ import typer
 from typer.testing import CliRunner
 
 import bertkit
-from cli import app
+from bertkit_cli import app
 
 runner = CliRunner()
 

@@ -12,13 +12,13 @@ runner = CliRunner()
 
 
 def _app():
-    from cli import app
+    from bertkit_cli import app
 
     return app
 
 
 def test_format_eta():
-    from cli._common import format_eta
+    from bertkit_cli._common import format_eta
 
     assert [format_eta(s) for s in (None, 4.4, 65, 3725, float("inf"))] == ["?", "4s", "1m05s", "1h02m", "?"]
 
@@ -54,16 +54,15 @@ def test_prepare_prints_plain_lines(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("prepare: ")]
     assert lines and all(re.search(r"MB/s .* ETA |instances \d[\d,]* instances$", x) for x in lines), result.output
-    assert "instances" in lines[-1]
 
 
 def test_encode_progress_plain_lines(monkeypatch, capsys):
-    import cli._common as common
-    from cli.encode import _Progress
+    import bertkit_cli._common as common
+    from bertkit_cli.encode import _Progress
 
     monkeypatch.setenv("BERTKIT_PROGRESS_EVERY", "3600")
     monkeypatch.setattr(common, "interactive", lambda: False)
-    import cli.encode as enc
+    import bertkit_cli.encode as enc
 
     monkeypatch.setattr(enc, "interactive", lambda: False)
     printed = []

@@ -17,7 +17,7 @@ from typer.testing import CliRunner  # noqa: E402
 from bertkit.eval import load_run  # noqa: E402
 from bertkit.train.config import TrainConfig  # noqa: E402
 from bertkit.train.trainer import train  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 runner = CliRunner()
 

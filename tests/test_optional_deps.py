@@ -15,7 +15,7 @@ from bertkit.extras import EXTRA_OF, install_hint
 
 BLOCK = (
     "import sys\nfor m in {blocked!r}: sys.modules[m] = None\n"
-    "sys.argv = ['bertkit', *{args!r}]\nfrom cli import main\nmain()\n"
+    "sys.argv = ['bertkit', *{args!r}]\nfrom bertkit_cli import main\nmain()\n"
 )
 
 

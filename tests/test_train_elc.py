@@ -23,7 +23,7 @@ from bertkit.exceptions import ConfigError, FormatError  # noqa: E402
 from bertkit.train import checkpoint as ck  # noqa: E402
 from bertkit.train.config import Phase, TrainConfig  # noqa: E402
 from bertkit.train.trainer import train  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent

@@ -92,7 +92,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _app():
-    from cli import app
+    from bertkit_cli import app
 
     return app
 

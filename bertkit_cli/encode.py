@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cli._common import PlainLines, console, interactive, user_errors
+from bertkit_cli._common import PlainLines, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:

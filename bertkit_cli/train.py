@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from bertkit.catalog import ARCHITECTURE_NAMES, presets_help
 from bertkit.train.config import DEVICES, MASKING, OPTIMIZERS, PRECISIONS, SCHEDULES, VIEWS, TrainConfig
-from cli._common import PlainLines, choice, console, interactive, user_errors
+from bertkit_cli._common import PlainLines, choice, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             "  bertkit train --arch narrowbert --preset base --full-layers 2 --data data/ds --out runs/narrow\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml --resume\n\n"
-            "  torchrun --nproc_per_node=8 -m cli train --data data/ds --out runs/base --config run.toml\n\n"
+            "  torchrun --nproc_per_node=8 -m bertkit_cli train --data data/ds --out runs/base --config run.toml\n\n"
             "  bertkit train --arch nextlevel --preset minilm --data data/books-emb --out runs/nl --seq-len 512"
         ),
     )(train)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli._common import PlainLines, console, interactive, user_errors
+from bertkit_cli._common import PlainLines, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli._common import console, user_errors
+from bertkit_cli._common import console, user_errors
 
 out = Console(highlight=False)  # results go to stdout; errors and progress to stderr (cli._common.console)
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bertkit.tokenizers import STYLES
-from cli._common import choice, console, make_app, user_errors
+from bertkit_cli._common import choice, console, make_app, user_errors
 
 out = Console(highlight=False)
 

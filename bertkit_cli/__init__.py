@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli._common import make_app
+from bertkit_cli._common import make_app
 
 app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family encoders.")
 
@@ -33,8 +33,8 @@ def _options(
 
 
 def _register() -> None:
-    from cli import dataset, encode, export, prepare, tokenizer, train
-    from cli import eval as eval_cmd
+    from bertkit_cli import dataset, encode, export, prepare, tokenizer, train
+    from bertkit_cli import eval as eval_cmd
 
     prepare.register(app)
     dataset.register(app)
