@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
             "  bertkit train --data data/elc --out runs/elc-small --config configs/elc-bert-small.toml\n\n"
             "  bertkit train --arch narrowbert --preset base --full-layers 2 --data data/ds --out runs/narrow\n\n"
             "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml\n\n"
-            "  bertkit train --data data/nsp --out runs/base --config configs/bert-base-google.toml --resume\n\n"
+            "  bertkit train --out runs/base --resume\n\n"
+            "  bertkit train --out runs/base --resume --max-steps 30000\n\n"
+            "  bertkit train --config runs/base/config.json --out runs/base-2 --lr 5e-4\n\n"
             "  torchrun --nproc_per_node=8 -m bertkit_cli train --data data/ds --out runs/base --config run.toml\n\n"
             "  bertkit train --arch nextlevel --preset minilm --data data/books-emb --out runs/nl --seq-len 512"
         ),
