@@ -1,7 +1,7 @@
 # Developer and CI entry points. Everything installs into ./.venv (created on first use), so a fresh
 # machine with Python >= 3.10, pip, Rust and maturin needs nothing else.
 #
-#   make demo    prepare → inspect → verify → train the tiny BERT (~3 min on CPU) → eval mlm → fine-tune on sentiment
+#   make demo    tokenizer train → prepare → inspect → verify → train a tiny LTG-BERT → eval mlm → fine-tune on sentiment
 #                (the README's main job)
 #   make test    cargo test + pytest (fetches the real corpora for the parity tests)
 #   make lint    cargo fmt --check, cargo clippy -D warnings, ruff
@@ -41,8 +41,10 @@ $(DATA)/.full: scripts/fetch_data.py scripts/prepare_tasks.py | venv
 fetch-data: $(DATA)/.full
 
 demo: build $(DATA)/.small
-	$(VENV)/bin/bertkit prepare $(DATA)/news.txt --tokenizer $(DATA)/vocab.txt --out runs/demo/data \
-		--instances nsp --dupe-factor 2 --overwrite
+	rm -rf runs/demo/tokenizer
+	$(VENV)/bin/bertkit tokenizer train $(DATA)/news.txt --vocab-size 2048 --out runs/demo/tokenizer
+	$(VENV)/bin/bertkit prepare $(DATA)/news.txt --tokenizer runs/demo/tokenizer/vocab.txt --out runs/demo/data \
+		--overwrite
 	$(VENV)/bin/bertkit inspect runs/demo/data --sample 1
 	$(VENV)/bin/bertkit verify runs/demo/data
 	rm -rf runs/demo/run
