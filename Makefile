@@ -50,7 +50,8 @@ demo: build $(DATA)/.small
 	rm -rf runs/demo/run
 	$(VENV)/bin/bertkit train --data runs/demo/data --out runs/demo/run --config configs/demo.toml
 	$(VENV)/bin/bertkit eval mlm runs/demo/run --data runs/demo/data --show 5
-	$(VENV)/bin/bertkit eval classify runs/demo/run --data $(DATA)/tasks/sentiment --epochs 3 --lr 5e-4 --quiet
+	$(VENV)/bin/bertkit eval classify runs/demo/run --data $(DATA)/tasks/sentiment --epochs 1 --max-len 64 --lr 5e-4 \
+		--quiet
 	$(VENV)/bin/bertkit eval classify --bow --data $(DATA)/tasks/sentiment --out runs/demo/bow-sentiment.json --quiet
 	@echo "loss curve: runs/demo/run/loss_curve.png"
 
