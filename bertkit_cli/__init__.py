@@ -5,11 +5,33 @@ Each command module exposes `register(app)`; this module only assembles them.
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+import sys
+import threading
 
-import typer
 
-from bertkit_cli._common import make_app
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    print("interrupted: nothing was started", file=sys.stderr)
+    raise SystemExit(130)  # no traceback, unlike a KeyboardInterrupt escaping the imports below
+
+
+def _catch_interrupt_while_loading() -> object:
+    """Ctrl-C while the command line loads (typer, rich, the commands): a message, not a traceback. Returns the
+    handler to restore once loaded (None when nothing was changed: not the main thread, or SIGINT ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+
+_previous = _catch_interrupt_while_loading()
+
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from bertkit_cli._common import make_app  # noqa: E402
 
 app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family encoders.")
 
@@ -46,7 +68,13 @@ def _register() -> None:
 
 
 _register()
+if _previous is not None:
+    signal.signal(signal.SIGINT, _previous)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C while the command line is being assembled, before any command runs
+        print("interrupted: nothing was started", file=sys.stderr)
+        raise SystemExit(130) from None

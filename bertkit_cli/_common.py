@@ -64,8 +64,9 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
-    except (Cancelled, KeyboardInterrupt):
-        console.print("[yellow]interrupted[/]: nothing incomplete was published")
+    except (Cancelled, KeyboardInterrupt) as e:
+        message = str(e) if isinstance(e, Cancelled) and str(e) else "nothing incomplete was published"
+        console.print(f"[yellow]interrupted[/]: {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except (BertkitError, OSError) as e:
         console.print(f"[red]error[/]: {escape(str(e))}", highlight=False, soft_wrap=True)

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             "  bertkit encode data/books --out data/books-emb --compile   # long CPU jobs: torch.compile, ~1.2x\n\n"
             "  for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i bertkit encode data/books --out data/books-emb "
             "--shard $i/4 & done; wait   # 4 GPUs; the last one to finish writes the manifest\n\n"
-            "  torchrun --nproc-per-node 8 -m cli encode data/books --out data/books-emb  # shards: RANK/WORLD_SIZE"
+            "  torchrun --nproc-per-node 8 -m bertkit_cli encode data/books --out data/books-emb  # RANK/WORLD_SIZE"
         ),
     )(encode)
     app.command(
@@ -81,6 +81,9 @@ def encode(
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace what --out holds.")] = False,
+    verify_data: Annotated[
+        bool, typer.Option("--verify-data/--no-verify-data", help="Check each dataset shard's checksum on first read.")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Embed every chunk of a dataset with a sentence-transformers encoder into a float16 embedding store
@@ -116,6 +119,7 @@ def encode(
                 overwrite=overwrite,
                 on_progress=bar.update,
                 compile=compile,
+                verify_data=verify_data,
             )
     rate = summary["encoded_chunks"] / max(summary["seconds"], 1e-9)
     line = (

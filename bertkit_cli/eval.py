@@ -41,6 +41,9 @@ def mlm(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     batch_size: Annotated[int | None, typer.Option(help="Rows per batch (default: the run's).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    verify_data: Annotated[
+        bool, typer.Option("--verify-data/--no-verify-data", help="Check each dataset shard's checksum on first read.")
+    ] = True,
 ) -> None:
     """Masked-LM loss, perplexity and accuracy (and NSP accuracy) of a checkpoint on a dataset's held-out split,
     masked as in training; written to RUN/eval_mlm.json."""
@@ -58,6 +61,7 @@ def mlm(
             device=device,
             batch_size=batch_size,
             on_progress=lambda text: console.print(escape(text), style="dim", highlight=False),
+            verify_data=verify_data,
         )
     if json_out:
         import json

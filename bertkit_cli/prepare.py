@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from bertkit_cli._common import PlainLines, console, interactive, user_errors
 
@@ -194,6 +195,8 @@ def _print_summary(summary: dict, seconds: float) -> None:
         + f" ({mb:.1f} MB in {seconds:.1f} s, {mb / max(seconds, 1e-9):.1f} MB/s)",
         highlight=False,
     )
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
     if summary.get("resumed_shards"):
         console.print(f"resumed: {summary['resumed_shards']} shards were already complete")
     for reason, n in sorted(t.get("skipped", {}).items()):

@@ -184,6 +184,14 @@ def train(
             show_default="off",
         ),
     ] = False,
+    verify_data: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify-data/--no-verify-data",
+            help="Check each dataset shard's checksum on first read.",
+            show_default=_default("verify_data"),
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or progress lines.", show_default="off")
     ] = False,
@@ -218,6 +226,7 @@ def train(
         log_every=log_every,
         seed=seed,
         init_from=init_from,
+        verify_data=verify_data,
     )
     with user_errors():
         model_overrides = _model_overrides(model or [])
@@ -331,6 +340,8 @@ class _TrainProgress:
             console.print(
                 f"[red]non-finite loss[/] at step {event['step']} (policy: {event['policy']})", highlight=False
             )
+        elif kind == "warning":
+            console.print(f"[yellow]warning[/]: {escape(event['message'])}", highlight=False)
         elif kind == "resumed":
             console.print(f"resumed from {escape(event['checkpoint'])} at step {event['step']}", highlight=False)
 

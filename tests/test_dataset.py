@@ -79,7 +79,9 @@ def test_tokens_view_and_token_slice(tmp_path):
 
 def test_uint32_tokens(tmp_path):
     docs = [[[70_000, 5], [100_000]], [[65_536]]]
-    ds = open_dataset(write_fixture_dataset(tmp_path / "d", docs, token_dtype="uint32", docs_per_shard=1))
+    vocab = TINY_VOCAB + [f"w{i}" for i in range(len(TINY_VOCAB), 100_001)]  # token ids are checked against it
+    path = write_fixture_dataset(tmp_path / "d", docs, token_dtype="uint32", docs_per_shard=1, vocab=vocab)
+    ds = open_dataset(path)
     assert ds.token_dtype == np.uint32
     assert ds.documents[0].tokens.tolist() == [70_000, 5, 100_000]
     assert ds.tokens[3] == 65_536

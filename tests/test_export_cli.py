@@ -15,6 +15,7 @@ from conftest import random_docs, tiny_train_config, write_fixture_dataset  # no
 from typer.testing import CliRunner  # noqa: E402
 
 from bertkit.eval import load_run  # noqa: E402
+from bertkit.train.checkpoint import load_model_state  # noqa: E402
 from bertkit.train.config import TrainConfig  # noqa: E402
 from bertkit.train.trainer import train  # noqa: E402
 from bertkit_cli import app  # noqa: E402
@@ -93,7 +94,7 @@ def test_export_an_older_checkpoint_and_overwrite(trained, tmp_path):
     assert again.exit_code == 1 and "--overwrite" in again.output and "Traceback" not in again.output
     assert runner.invoke(app, ["export", "hf", str(run), str(out), "--overwrite"]).exit_code == 0
     w4 = load_file(str(out / "model.safetensors"))["bert.embeddings.word_embeddings.weight"]
-    want2 = torch.load(ckpt2 / "model.pt", weights_only=True)["bert.embeddings.word_embeddings.weight"]
+    want2 = load_model_state(ckpt2)["bert.embeddings.word_embeddings.weight"]
     torch.testing.assert_close(w2, want2)
     assert not torch.equal(w2, w4)
     assert json.loads((out / "config.json").read_text())["vocab_size"] == 64

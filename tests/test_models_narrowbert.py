@@ -485,8 +485,8 @@ def test_trainer_checkpoint_resume_and_eval_mlm(dataset, tmp_path):
     assert first.interrupted and first.step == 3
     resumed = train(run_config(dataset, tmp_path / "b", **narrow_nsp), resume=True)
     assert resumed.step == 6 and resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-6)
-    a = torch.load(straight.checkpoint / "model.pt", weights_only=True)
-    b = torch.load(resumed.checkpoint / "model.pt", weights_only=True)
+    a = ck.load_model_state(straight.checkpoint)
+    b = ck.load_model_state(resumed.checkpoint)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     meta = ck.read_meta(straight.checkpoint)
     assert meta["arch"] == "narrowbert" and meta["model_config"]["variant"] == "context-first"
@@ -548,7 +548,7 @@ def test_cli_bad_narrow_options_fail_before_training(dataset, tmp_path, extra, t
 
 
 def test_checkpoints_of_another_architecture_are_refused(dataset, tmp_path):
-    import shutil
+    from ckpt_helpers import replace_weights
 
     from bertkit.eval import evaluate_mlm
     from bertkit.exceptions import FormatError
@@ -565,8 +565,8 @@ def test_checkpoints_of_another_architecture_are_refused(dataset, tmp_path):
         train(run_config(dataset, narrow_run, arch="bert", max_steps=1, warmup=0, eval_every=0), resume=True)
     # a narrowbert checkpoint whose weights are BERT's: a FormatError naming the file, not a state-dict traceback
     ckpt = ck.latest(narrow_run)
-    shutil.copy(ck.latest(bert_run) / "model.pt", ckpt / "model.pt")
-    with pytest.raises(FormatError, match="model.pt: does not fit narrowbert"):
+    replace_weights(ck.latest(bert_run), ckpt)
+    with pytest.raises(FormatError, match="model.safetensors: does not fit narrowbert"):
         evaluate_mlm(narrow_run, dataset)
 
 

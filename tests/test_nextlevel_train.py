@@ -31,7 +31,7 @@ def records(run, kind):
 
 
 def weights(ckpt):
-    return torch.load(ckpt / "model.pt", weights_only=True)
+    return ck.load_model_state(ckpt)
 
 
 def test_train_end_to_end_and_exact_resume(nl_world, tmp_path):

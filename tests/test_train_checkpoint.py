@@ -48,7 +48,7 @@ def test_save_layout_and_load_round_trip(tmp_path):
         "COMPLETE",
         "config.json",
         "meta.json",
-        "model.pt",
+        "model.safetensors",
         "optimizer.pt",
         "trainer.pt",
     ]
@@ -122,8 +122,8 @@ def test_resuming_with_another_number_of_ranks_is_refused(tmp_path):
 def test_corrupt_checkpoint_file_is_a_format_error(tmp_path):
     model, opt, sched = parts()
     path = save(tmp_path, 2, model, opt, sched)
-    (path / "model.pt").write_bytes(b"garbage")
-    with pytest.raises(FormatError, match="model.pt"):
+    (path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(FormatError, match="model.safetensors"):
         ck.load_checkpoint(path, model=model)
 
 

@@ -77,8 +77,8 @@ def test_two_ranks_equal_one_rank_with_accumulation(tmp_path, fsdp):
     # only rank 0 wrote the run directory; the weights match the single-rank run
     two = ck.latest(tmp_path / "two")
     assert two is not None and two.name == "ckpt-000004"
-    a = torch.load(single.checkpoint / "model.pt", weights_only=True)
-    b = torch.load(two / "model.pt", weights_only=True)
+    a = ck.load_model_state(single.checkpoint)
+    b = ck.load_model_state(two)
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
     assert not any(k.startswith("module.") for k in b)

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("bertkit._core")
 
+from ckpt_helpers import replace_weights  # noqa: E402
 from conftest import random_docs, tiny_train_config, write_fixture_dataset  # noqa: E402
 from test_loader import CLS, PAD, SEP, VOCAB, unique_docs  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -220,8 +221,8 @@ def test_elc_run_switches_length_cuts_rows_masks_spans_and_resumes_exactly(datas
     assert first.interrupted and first.step == 2
     second = train(elc_config(dataset, tmp_path / "b", **kw), resume=True)
     assert second.step == 6
-    a = torch.load(straight.checkpoint / "model.pt", weights_only=True)
-    b = torch.load(second.checkpoint / "model.pt", weights_only=True)
+    a = ck.load_model_state(straight.checkpoint)
+    b = ck.load_model_state(second.checkpoint)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert "transformer.prev_layer_weights" in a and ck.read_meta(second.checkpoint)["arch"] == "elc-bert"
 
@@ -241,7 +242,7 @@ def test_mixing_logits_take_steps_of_mix_lr_scale_times_lr(dataset, tmp_path, kw
     lr = 1e-3
     config = elc_config(dataset, tmp_path / "run", max_steps=1, warmup=0, schedule="constant", lr=lr, **kw)
     summary = train(config)
-    state = torch.load(summary.checkpoint / "model.pt", weights_only=True)
+    state = ck.load_model_state(summary.checkpoint)
     logits = [v for k, v in state.items() if k.endswith("prev_layer_weights")]
     assert len(logits) == 4  # tiny elc-bert: one per layer
     moved = torch.cat([w.flatten() for w in logits[1:]]).abs()  # layer 0 mixes one output: no gradient
@@ -262,8 +263,8 @@ def test_mix_lr_scale_is_validated_and_resumes_exactly(dataset, tmp_path):
 
     train(elc_config(dataset, tmp_path / "b"), on_event=stop_at_2)
     second = train(elc_config(dataset, tmp_path / "b"), resume=True)  # three optimiser groups come back as saved
-    a = torch.load(straight.checkpoint / "model.pt", weights_only=True)
-    b = torch.load(second.checkpoint / "model.pt", weights_only=True)
+    a = ck.load_model_state(straight.checkpoint)
+    b = ck.load_model_state(second.checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="mix_lr_scale"):
         train(elc_config(dataset, tmp_path / "b", max_steps=8, mix_lr_scale=2.0), resume=True)
@@ -389,8 +390,8 @@ def test_eval_mlm_of_a_checkpoint_whose_weights_are_another_architecture(dataset
     train(elc_config(dataset, tmp_path / "elc", max_steps=1))
     train(elc_config(dataset, tmp_path / "ltg", arch="ltg-bert", max_steps=1))
     ckpt = tmp_path / "ltg" / "checkpoints" / "ckpt-000001"
-    shutil.copy(tmp_path / "elc" / "checkpoints" / "ckpt-000001" / "model.pt", ckpt / "model.pt")
-    with pytest.raises(FormatError, match="model.pt: does not fit ltg-bert"):
+    replace_weights(tmp_path / "elc" / "checkpoints" / "ckpt-000001", ckpt)
+    with pytest.raises(FormatError, match="model.safetensors: does not fit ltg-bert"):
         evaluate_mlm(tmp_path / "ltg", write=False)
     result = runner.invoke(app, ["eval", "mlm", str(tmp_path / "ltg")])
     assert result.exit_code == 1 and "does not fit ltg-bert" in result.output and "Traceback" not in result.output
@@ -420,7 +421,7 @@ def test_fsdp_two_ranks_equal_one_rank_with_accumulation(dataset, tmp_path):
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads((tmp_path / "result.rank0").read_text())["loss"] == pytest.approx(single.final_loss, rel=1e-5)
-    a = torch.load(single.checkpoint / "model.pt", weights_only=True)
-    b = torch.load(ck.latest(tmp_path / "two") / "model.pt", weights_only=True)
+    a = ck.load_model_state(single.checkpoint)
+    b = ck.load_model_state(ck.latest(tmp_path / "two"))
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)

@@ -40,7 +40,7 @@ def records(run: Path, kind: str) -> list[dict]:
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt / "model.pt", weights_only=True)
+    return ck.load_model_state(ckpt)
 
 
 def test_tiny_run_learns_and_writes_everything(dataset, tmp_path):

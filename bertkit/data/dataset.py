@@ -1,8 +1,9 @@
 """Read a prepared dataset: memory-mapped arrays, global indexing across shards, instances, decode, verify.
 
-Everything here is numpy only (no torch). Opening a dataset maps every array (`np.load(mmap_mode="r")`) and
-checks its dtype, shape and size against the manifest; nothing is read in full, and there is no Python loop
-over tokens: a global index finds its shard with `np.searchsorted` over the shards' start offsets.
+Everything here is numpy only (no torch). Opening a dataset maps every array (`np.load(mmap_mode="r")`), checks
+its dtype, shape and size against the manifest and validates its values with vectorised passes (offsets, id
+ranges), optionally after checking each shard's checksum; there is no Python loop over tokens: a global index
+finds its shard with `np.searchsorted` over the shards' start offsets.
 """
 
 from __future__ import annotations
@@ -103,6 +104,72 @@ def _check_offsets(root: Path, shard: Shard, name: str, offsets: np.ndarray, n: 
     _check(int(offsets[-1]) == end, root, shard, f"{name} ends at {int(offsets[-1])}, expected {end}")
 
 
+_BLOCK = 1 << 22  # elements per vectorised check (bounds the temporaries on huge arrays)
+
+
+def _bad(root: Path, shard: Shard, name: str, what: str) -> FormatError:
+    path = root / shard.arrays[name].path if name in shard.arrays else root
+    return FormatError(
+        f"{path}: shard {shard.name!r} ({shard.kind}) array {name!r} is corrupt: {what} (run bertkit verify)"
+    )
+
+
+def _check_monotone(root: Path, shard: Shard, name: str, offsets: np.ndarray, end: int) -> None:
+    """Offsets never decrease and stay within [0, end] (the first and last entries are checked by _check_offsets)."""
+    for lo in range(0, max(len(offsets) - 1, 0), _BLOCK):
+        a = offsets[lo : lo + _BLOCK + 1]
+        down = np.flatnonzero(a[1:] < a[:-1])
+        if down.size:
+            i = lo + int(down[0]) + 1
+            raise _bad(
+                root, shard, name, f"entry {i} ({int(offsets[i])}) is below entry {i - 1} ({int(offsets[i - 1])})"
+            )
+        if int(a.max(initial=0)) > end:
+            i = lo + int(np.argmax(a > end))
+            raise _bad(root, shard, name, f"entry {i} ({int(offsets[i])}) is beyond the end {end}")
+
+
+def _check_below(root: Path, shard: Shard, name: str, values: np.ndarray, limit: int, what: str) -> None:
+    """Every value < limit (token ids < vocab size, labels < 2, sources < number of inputs)."""
+    for lo in range(0, values.size, _BLOCK):
+        a = values.reshape(-1)[lo : lo + _BLOCK]
+        if a.size and int(a.max()) >= limit:
+            i = lo + int(np.argmax(a >= limit))
+            raise _bad(root, shard, name, f"entry {i} is {int(values.reshape(-1)[i])}, {what} must be < {limit}")
+
+
+# xxh3 of array files already checked by this process: (real path, size, mtime_ns) -> xxh3.
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def file_xxh3(path: Path) -> str:
+    """xxh3-64 of a file, computed once per process (cached by real path, size and mtime)."""
+    st = path.stat()
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    digest = _VERIFIED.get(key)
+    if digest is None:
+        _, digest = _hash_file(path, bytearray(_CHUNK), None)
+        _VERIFIED[key] = digest
+    return digest
+
+
+def _verify_checksums(root: Path, shard: Shard) -> None:
+    """Hash every array file of a shard once per process (cached by path, size and mtime) against the manifest."""
+    for name, rec in shard.arrays.items():
+        path = root / rec.path
+        try:
+            digest = file_xxh3(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                errno.ENOENT, f"shard {shard.name!r}: array file {name!r} is missing (run bertkit verify)", str(path)
+            ) from None
+        if digest != rec.xxh3:
+            raise FormatError(
+                f"{path}: shard {shard.name!r} ({shard.kind}) array {name!r} fails its checksum (xxh3 {digest}, "
+                f"the manifest says {rec.xxh3}): the file is corrupt (run bertkit verify)"
+            )
+
+
 @dataclass(frozen=True)
 class Document:
     """One document: its sentences (views of token ids), all its tokens, and the input file it came from."""
@@ -116,8 +183,19 @@ class Document:
         return len(self.sentences)
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What array values are checked against when a dataset is opened."""
+
+    vocab_size: int
+    inputs: int | None  # number of input files (document_sources index them); None: not recorded
+    checksums: bool  # hash each shard's files (once per process) before reading them
+
+
 class _CorpusShard:
-    def __init__(self, root: Path, shard: Shard, token_dtype: str):
+    def __init__(self, root: Path, shard: Shard, token_dtype: str, limits: _Limits):
+        if limits.checksums:
+            _verify_checksums(root, shard)
         spec = ARRAYS["corpus"]
         a = {n: _load_array(root, shard, n, token_dtype if d == "token" else d, nd) for n, (d, nd) in spec.items()}
         self.tokens: np.ndarray = a["tokens"]
@@ -129,6 +207,12 @@ class _CorpusShard:
         _check_offsets(root, shard, "sentence_offsets", self.sentence_offsets, shard.sentences, len(self.tokens))
         _check_offsets(root, shard, "document_offsets", self.document_offsets, shard.rows, shard.sentences)
         _check(len(self.document_sources) == shard.rows, root, shard, "document_sources length != rows")
+        _check_monotone(root, shard, "sentence_offsets", self.sentence_offsets, len(self.tokens))
+        _check_monotone(root, shard, "document_offsets", self.document_offsets, shard.sentences)
+        _check_below(root, shard, "tokens", self.tokens, limits.vocab_size, "token ids")
+        if limits.inputs is not None:
+            n = limits.inputs - shard.input_offset
+            _check_below(root, shard, "document_sources", self.document_sources, max(n, 0), "input indices")
 
 
 class _View(Sequence):
@@ -223,6 +307,31 @@ class Tokens:
         return f"<Tokens: {len(self)} ids in {len(self.shards)} shard(s)>"
 
 
+def _check_nsp_values(root: Path, sh: Shard, a: dict[str, np.ndarray], limits: _Limits) -> None:
+    """Offsets monotone and in bounds, ids in the vocabulary, labels 0/1, segment A and masked positions inside
+    their instance (vectorised over the shard)."""
+    offsets, masked_offsets = a["offsets"], a["masked_offsets"]
+    _check_monotone(root, sh, "offsets", offsets, len(a["input_ids"]))
+    _check_monotone(root, sh, "masked_offsets", masked_offsets, len(a["masked_positions"]))
+    _check_below(root, sh, "input_ids", a["input_ids"], limits.vocab_size, "token ids")
+    _check_below(root, sh, "masked_lm_ids", a["masked_lm_ids"], limits.vocab_size, "token ids")
+    _check_below(root, sh, "next_sentence_labels", a["next_sentence_labels"], 2, "labels")
+    lengths = np.diff(offsets.astype(np.int64))
+    over = np.flatnonzero(a["segment_a_lengths"].astype(np.int64) > lengths)
+    if over.size:
+        i = int(over[0])
+        raise _bad(root, sh, "segment_a_lengths", f"entry {i} ({int(a['segment_a_lengths'][i])}) exceeds its instance")
+    per_instance = np.diff(masked_offsets.astype(np.int64))
+    if len(a["masked_positions"]):
+        limit = np.repeat(lengths, per_instance)
+        over = np.flatnonzero(a["masked_positions"].astype(np.int64) >= limit)
+        if over.size:
+            i = int(over[0])
+            raise _bad(
+                root, sh, "masked_positions", f"entry {i} ({int(a['masked_positions'][i])}) is outside its instance"
+            )
+
+
 class NspInstances(_View):
     """Static NSP instances (Google `create_pretraining_data.py` layout, unpadded).
 
@@ -232,9 +341,11 @@ class NspInstances(_View):
 
     _what = "nsp instance"
 
-    def __init__(self, root: Path, shards: list[Shard], token_dtype: str):
+    def __init__(self, root: Path, shards: list[Shard], token_dtype: str, limits: _Limits):
         self._shards = []
         for sh in shards:
+            if limits.checksums:
+                _verify_checksums(root, sh)
             a = {
                 n: _load_array(root, sh, n, token_dtype if d == "token" else d, nd)
                 for n, (d, nd) in ARRAYS["nsp"].items()
@@ -244,6 +355,7 @@ class NspInstances(_View):
             _check(len(a["masked_lm_ids"]) == len(a["masked_positions"]), root, sh, "masked_lm_ids length")
             _check(len(a["segment_a_lengths"]) == sh.rows, root, sh, "segment_a_lengths length != rows")
             _check(len(a["next_sentence_labels"]) == sh.rows, root, sh, "next_sentence_labels length != rows")
+            _check_nsp_values(root, sh, a, limits)
             self._shards.append(a)
         self._starts = _starts(sh.rows for sh in shards)
 
@@ -271,11 +383,14 @@ class MlmInstances(_View):
 
     _what = "mlm row"
 
-    def __init__(self, root: Path, shards: list[Shard], token_dtype: str):
+    def __init__(self, root: Path, shards: list[Shard], token_dtype: str, limits: _Limits):
         self._shards = []
         for sh in shards:
+            if limits.checksums:
+                _verify_checksums(root, sh)
             a = _load_array(root, sh, "input_ids", token_dtype, 2)
             _check(a.shape[0] == sh.rows, root, sh, f"{a.shape[0]} rows, record says {sh.rows}")
+            _check_below(root, sh, "input_ids", a, limits.vocab_size, "token ids")
             self._shards.append(a)
         lengths = {a.shape[1] for a in self._shards}
         if len(lengths) > 1:
@@ -310,13 +425,18 @@ class ChunkInstances(_View):
 
     _what = "chunked document"
 
-    def __init__(self, root: Path, shards: list[Shard], token_dtype: str):
+    def __init__(self, root: Path, shards: list[Shard], token_dtype: str, limits: _Limits):
         self._shards = []
         for sh in shards:
+            if limits.checksums:
+                _verify_checksums(root, sh)
             spec = ARRAYS["chunks"]
             a = {n: _load_array(root, sh, n, token_dtype if d == "token" else d, nd) for n, (d, nd) in spec.items()}
             _check_offsets(root, sh, "offsets", a["offsets"], sh.chunks, len(a["input_ids"]))
             _check_offsets(root, sh, "document_offsets", a["document_offsets"], sh.rows, sh.chunks)
+            _check_monotone(root, sh, "offsets", a["offsets"], len(a["input_ids"]))
+            _check_monotone(root, sh, "document_offsets", a["document_offsets"], sh.chunks)
+            _check_below(root, sh, "input_ids", a["input_ids"], limits.vocab_size, "token ids")
             self._shards.append(a)
         self._starts = _starts(sh.rows for sh in shards)
         self._chunk_starts = _starts(sh.chunks for sh in shards)
@@ -394,15 +514,28 @@ class Vocab:
         return " ".join(words)
 
 
+def _vocab_size(root: Path, m: Manifest) -> int:
+    """The manifest's `tokenizer.vocab_size` (token ids are checked against it)."""
+    v = m.tokenizer.get("vocab_size")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise FormatError(f"{root / 'manifest.json'}: tokenizer.vocab_size is missing or not a positive integer")
+    return v
+
+
 class Dataset:
     """An opened dataset. Use `open_dataset(path)`."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, verify_checksums: bool = False):
         self.path = Path(path)
         self.manifest: Manifest = read_manifest(self.path)
         m = self.manifest
+        limits = _Limits(
+            vocab_size=_vocab_size(self.path, m),
+            inputs=len(m.inputs) if m.inputs or m.kind != "merged" else None,
+            checksums=verify_checksums,
+        )
         corpus = m.shards_of("corpus")
-        self._corpus = [_CorpusShard(self.path, s, m.token_dtype) for s in corpus]
+        self._corpus = [_CorpusShard(self.path, s, m.token_dtype, limits) for s in corpus]
         self._doc_starts = _starts(s.rows for s in corpus)
         self._sent_starts = _starts(s.sentences for s in corpus)
         self._tok_starts = _starts(s.tokens for s in corpus)
@@ -416,7 +549,7 @@ class Dataset:
             if s.kind not in ARRAYS:
                 raise FormatError(f"{self.path}: shard {s.name!r} has unknown kind {s.kind!r}")
         self._instances = {
-            kind: view(self.path, m.shards_of(kind), m.token_dtype)
+            kind: view(self.path, m.shards_of(kind), m.token_dtype, limits)
             for kind, view in _INSTANCE_VIEWS.items()
             if m.shards_of(kind)
         }
@@ -526,9 +659,15 @@ class Dataset:
         return verify_dataset(self.path, on_progress)
 
 
-def open_dataset(path: str | os.PathLike[str]) -> Dataset:
-    """Open a prepared (or merged) dataset directory: FormatError if incomplete or inconsistent."""
-    return Dataset(path)
+def open_dataset(path: str | os.PathLike[str], *, verify_checksums: bool = False) -> Dataset:
+    """Open a prepared (or merged) dataset directory: FormatError if incomplete or inconsistent.
+
+    Every array's dtype and shape is checked against the manifest and its values are validated (offsets monotone
+    and within bounds, token ids below the vocabulary size, labels and input indices in range), so a corrupt shard
+    is named here and never reaches an index. `verify_checksums` also hashes each shard's files against the
+    manifest before reading them (once per process; what `train`, `eval` and `encode` do unless told not to).
+    """
+    return Dataset(path, verify_checksums=verify_checksums)
 
 
 def _hash_file(path: Path, buf: bytearray, on_bytes: Callable[[int], None] | None) -> tuple[int, str]:
@@ -547,7 +686,9 @@ def _hash_file(path: Path, buf: bytearray, on_bytes: Callable[[int], None] | Non
 
 
 def verify_dataset(path: str | os.PathLike[str], on_progress: Callable[[int, int], None] | None = None) -> list[str]:
-    """Re-hash every array file listed in the manifest (and check the vocabulary's sha256).
+    """Re-hash every array file listed in the manifest (and check the vocabulary's sha256), then recompute every
+    claim of the manifest from the shards (dtypes and shapes from the .npy headers, rows, sentences, tokens,
+    chunks, token dtype, totals, instance counts) and validate the values as opening does.
 
     Needs only the manifest, so it works on datasets too damaged to open. Returns one message per problem
     (naming the shard and the file), empty when intact. `on_progress(done_bytes, total_bytes)` is called as
@@ -588,6 +729,7 @@ def verify_dataset(path: str | os.PathLike[str], on_progress: Callable[[int, int
                 f"shard {shard.name}: {p}: checksum mismatch (expected xxh3 {a.xxh3}, found {digest}); "
                 "the file is corrupt"
             )
+    problems += _recount(root, m, problems)
     vocab = root / TOKENIZER_DIR / VOCAB_FILE
     want = m.tokenizer.get("vocab_sha256")
     if want and vocab.is_file():
@@ -595,6 +737,101 @@ def verify_dataset(path: str | os.PathLike[str], on_progress: Callable[[int, int
         got = hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()
         if got != want:
             problems.append(f"tokenizer: {vocab}: sha256 {got} does not match the manifest's vocab_sha256 {want}")
+    return problems
+
+
+def _recount(root: Path, m: Manifest, earlier: list[str]) -> list[str]:
+    """Recompute what the manifest claims from the shards themselves: each array's dtype and shape (from its .npy
+    header), each shard's rows / sentences / tokens / chunks, the token dtype, the totals and the instance counts;
+    then, when all of that agrees, the values (as opening does: offsets, id ranges)."""
+    problems: list[str] = []
+    arrays: dict[tuple[str, str], np.ndarray] = {}
+    vocab_size = m.tokenizer.get("vocab_size")
+    if isinstance(vocab_size, int) and not isinstance(vocab_size, bool):
+        from bertkit.data.format import token_dtype_for_vocab
+
+        if m.token_dtype != token_dtype_for_vocab(vocab_size):
+            want = token_dtype_for_vocab(vocab_size)
+            problems.append(f"manifest: token_dtype {m.token_dtype}, but a vocabulary of {vocab_size} uses {want}")
+    for sh in m.shards:
+        spec = ARRAYS.get(sh.kind)
+        if spec is None:
+            problems.append(f"shard {sh.name}: unknown kind {sh.kind!r}")
+            continue
+        for name in sorted(set(spec) - set(sh.arrays)):
+            problems.append(f"shard {sh.name}: the manifest lists no {name!r} array (a {sh.kind} shard has one)")
+        for name, rec in sh.arrays.items():
+            path = root / rec.path
+            try:
+                a = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                continue  # reported by the hashing above
+            want_dtype, ndim = spec.get(name, (rec.dtype, len(rec.shape)))
+            want_dtype = m.token_dtype if want_dtype == "token" else want_dtype
+            found = f"{a.dtype.name}{list(a.shape)}"
+            if a.dtype != np.dtype(DTYPES.get(rec.dtype, "V")) or list(a.shape) != list(rec.shape):
+                problems.append(
+                    f"shard {sh.name}: {path}: holds {found}, the manifest says {rec.dtype}{list(rec.shape)} ({name})"
+                )
+            elif rec.dtype != want_dtype or len(rec.shape) != ndim:
+                problems.append(
+                    f"shard {sh.name}: {path}: {name} is {found}, a {sh.kind} shard's {name} is {want_dtype} with "
+                    f"{ndim} dimension(s)"
+                )
+            else:
+                arrays[(sh.name, name)] = a
+    if problems or earlier:  # the counts below would only echo a missing, truncated or corrupt file
+        return problems
+
+    def n(sh: Shard, name: str, minus: int = 0) -> int | None:
+        a = arrays.get((sh.name, name))
+        return None if a is None else int(a.shape[0]) - minus
+
+    def claim(sh: Shard, field: str, value: int, got: int | None, source: str) -> None:
+        if got is not None and value != got:
+            problems.append(f"shard {sh.name}: the manifest says {field} {value}, its {source} gives {got}")
+
+    counted: dict[str, int] = {}
+    sums = {"documents": 0, "sentences": 0, "tokens": 0}
+    for sh in m.shards:
+        a = arrays.get((sh.name, "input_ids" if sh.kind != "corpus" else "tokens"))
+        claim(sh, "tokens", sh.tokens, None if a is None else int(a.size), "token array")
+        if sh.kind == "corpus":
+            claim(sh, "rows", sh.rows, n(sh, "document_sources"), "document_sources")
+            claim(sh, "rows", sh.rows, n(sh, "document_offsets", 1), "document_offsets")
+            claim(sh, "sentences", sh.sentences, n(sh, "sentence_offsets", 1), "sentence_offsets")
+            sums["documents"] += n(sh, "document_sources") or 0
+            sums["sentences"] += n(sh, "sentence_offsets", 1) or 0
+            sums["tokens"] += int(a.size) if a is not None else 0
+            continue
+        if sh.kind == "nsp":
+            claim(sh, "rows", sh.rows, n(sh, "next_sentence_labels"), "next_sentence_labels")
+            claim(sh, "rows", sh.rows, n(sh, "offsets", 1), "offsets")
+            rows = n(sh, "next_sentence_labels")
+        elif sh.kind == "mlm":
+            claim(sh, "rows", sh.rows, n(sh, "input_ids"), "input_ids")
+            rows = n(sh, "input_ids")
+        else:
+            claim(sh, "rows", sh.rows, n(sh, "document_offsets", 1), "document_offsets")
+            claim(sh, "chunks", sh.chunks, n(sh, "offsets", 1), "offsets")
+            rows = n(sh, "document_offsets", 1)
+        counted[sh.kind] = counted.get(sh.kind, 0) + (rows or 0)
+    t = m.totals
+    if any(s.kind == "corpus" for s in m.shards):
+        for field, got in sums.items():
+            if getattr(t, field) != got:
+                problems.append(f"manifest: totals.{field} is {getattr(t, field)}, the corpus shards hold {got}")
+    for kind in sorted(set(counted) | {k for k, v in t.instances.items() if v}):
+        if t.instances.get(kind, 0) != counted.get(kind, 0):
+            problems.append(
+                f"manifest: totals.instances.{kind} is {t.instances.get(kind, 0)}, the {kind} shards hold "
+                f"{counted.get(kind, 0)}"
+            )
+    if not problems:
+        try:
+            Dataset(root)
+        except FormatError as e:
+            problems.append(str(e))
     return problems
 
 

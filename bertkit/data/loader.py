@@ -35,6 +35,10 @@ whose A starts at or beyond `floor((1 - eval_fraction) * N)` of the N corpus tok
 and B before it; static → the last instances from `floor((1 - eval_fraction) * n)`. Eval samples come from epoch
 0's draw, in corpus (instance) order.
 
+Integrity: opening validates every array against the manifest (offsets, id ranges) and, with `verify_data` (the
+default), checks each shard's xxh3 before it is first read, so a corrupt shard is named instead of reaching Rust
+indexing or the model.
+
 Distributed: global batch g covers samples `[g*B*W, (g+1)*B*W)` of the epoch order; rank r takes
 `[g*B*W + r*B, g*B*W + (r+1)*B)`. `num_batches` counts global batches (the same on every rank).
 """
@@ -105,6 +109,7 @@ class PretrainingData:
         fix_quirks: bool = False,
         drop_last: bool = True,
         short_p: float = 0.0,
+        verify_data: bool = True,
     ):
         if view not in VIEWS:
             raise ConfigError(f"unknown view {view!r} (one of {', '.join(VIEWS)})")
@@ -138,7 +143,7 @@ class PretrainingData:
         self.short_p = short_p
         self._short: dict[int, np.ndarray] = {}  # epoch → kept tokens per sample (0 = the full row)
 
-        self._ds = open_dataset(self.path)
+        self._ds = open_dataset(self.path, verify_checksums=verify_data)
         self._read_vocab()
         self._epochs: dict[int, np.ndarray] = {}  # epoch → sample order (at most two kept)
         self._nsp: dict[int, dict[str, np.ndarray]] = {}  # epoch → nsp_view arrays

@@ -7,6 +7,7 @@ directory (e.g. `../a/shards/corpus-00000.tokens.npy`), so the inputs must stay 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from bertkit.data.format import (
     write_manifest,
 )
 from bertkit.exceptions import ConfigError, DatasetExistsError, FormatError
+from bertkit.locks import output_lock
 
 # Tokenizer fields that must agree between merged datasets (token ids mean the same thing).
 IDENTITY_KEYS = ("vocab_sha256", "vocab_size", "lowercase", "continuing_subword_prefix", "special_ids")
@@ -86,6 +88,19 @@ def merge_datasets(
             raise ConfigError(f"cannot merge {first} and {d}: mlm sequence length differs ({seq_len0} vs {seq_len})")
         seq_len0 = seq_len0 if seq_len0 is not None else seq_len
 
+    existed = os.path.lexists(out)
+    try:
+        with output_lock(out, purpose="bertkit merge"):
+            return _merge_locked(ins, manifests, out, overwrite)
+    finally:
+        if not existed:  # a merge that failed before writing leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+
+
+def _merge_locked(ins: list[Path], manifests: list[Manifest], out: Path, overwrite: bool) -> Manifest:
+    """The part of `merge_datasets` that runs under the output lock."""
+    m0 = manifests[0]
     if (out / MANIFEST).exists() and not overwrite:
         raise DatasetExistsError(f"{out}: already holds a dataset (use --overwrite to replace its manifest)")
 

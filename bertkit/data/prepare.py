@@ -7,6 +7,7 @@ summary = prepare(PrepareConfig(inputs=["corpus.txt"], out="data/ds", tokenizer=
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,6 +21,17 @@ DOC_MODES = ("blank-line", "one-doc-per-line", "sentences-per-line")
 SPLITTERS = ("rules", "lines", "none")
 INVALID_UTF8 = ("error", "replace", "skip")
 INSTANCE_KINDS = ("nsp", "mlm", "chunks")
+# Options that are unsigned integers in the Rust config (`bertkit prepare --NAME` with dashes).
+_UNSIGNED = (
+    "threads",
+    "shard_size",
+    "seed",
+    "max_seq_length",
+    "max_predictions_per_seq",
+    "dupe_factor",
+    "mlm_seq_len",
+    "chunk_size",
+)
 
 
 @dataclass
@@ -75,8 +87,13 @@ class PrepareConfig:
         for k in self.instances:
             if k not in INSTANCE_KINDS:
                 raise ConfigError(f"unknown instance kind {k!r} (choose from {', '.join(INSTANCE_KINDS)})")
-        if self.threads < 0:
-            raise ConfigError("threads must be >= 0")
+        # Integers are checked here, naming the option: a negative one would otherwise reach the Rust config parser
+        # as "expected usize at line 1 column N".
+        for name in _UNSIGNED:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                flag = "--shard-size-mb" if name == "shard_size" else "--" + name.replace("_", "-")
+                raise ConfigError(f"{name} ({flag}) must be a non-negative integer, got {value!r}")
         from bertkit.resources import THREADS_CEILING
 
         if self.threads > THREADS_CEILING:
@@ -103,10 +120,25 @@ def prepare(config: PrepareConfig, on_progress: ProgressCallback | None = None) 
     `on_progress(counters)` is called about every 100 ms with `bytes`, `total_bytes`, `documents`,
     `tokens`, `instances` and `stage`. Ctrl-C stops the run cleanly (`bertkit.exceptions.Cancelled`):
     completed shards stay, no manifest is written, and `resume=True` continues.
+
+    The output directory is locked (`bertkit.locks.output_lock`) from before the first byte until the manifest is
+    published: a second writer of the same directory gets `OutputLockedError` naming this process.
     """
     from bertkit import _core
     from bertkit.resources import logical_cpus
 
     if config.threads > logical_cpus():  # more workers than CPUs only adds contention (the output is the same)
         config = dataclasses.replace(config, threads=logical_cpus())
-    return _core.prepare(config.to_json(), on_progress)
+    from bertkit.locks import output_lock
+
+    out = os.fspath(config.out)
+    if not out:
+        raise ConfigError("no output directory given (--out)")
+    existed = os.path.lexists(out)
+    try:
+        with output_lock(out, purpose="bertkit prepare"):
+            return _core.prepare(config.to_json(), on_progress)
+    finally:
+        if not existed:  # a failed run that wrote nothing leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                os.rmdir(out)

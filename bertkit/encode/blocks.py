@@ -46,6 +46,7 @@ class ChunkBlocks:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = True,
+        verify_data: bool = True,
     ) -> None:
         from bertkit.encode.store import open_store
 
@@ -59,7 +60,7 @@ class ChunkBlocks:
             raise ConfigError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
         if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"need 0 <= rank < world_size, got rank {rank!r} and world_size {world_size!r}")
-        self.store = open_store(store)
+        self.store = open_store(store, verify_checksums=verify_data)
         self.path = self.store.path
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
         self.split, self.rank, self.world_size, self.drop_last = split, rank, world_size, drop_last

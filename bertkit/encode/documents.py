@@ -110,7 +110,6 @@ class NextLevelBERT:
         the run was trained on (recorded in its config; ``encoder=`` overrides where it lives): an encoder with other
         weights or another dimension is a ConfigError. ``compile=True`` runs the chunk encoder (the cost of
         ``encode``) through ``torch.compile`` (:func:`~bertkit.encode.encoder.load_encoder`)."""
-        import torch
 
         from bertkit.encode.encoder import load_encoder
         from bertkit.models.nextlevel import NextLevelConfig, NextLevelForPreTraining
@@ -127,11 +126,11 @@ class NextLevelBERT:
             raise ConfigError(f"{ckpt}: a {meta.get('arch')!r} checkpoint, not a NextLevelBERT one (--arch nextlevel)")
         config = NextLevelConfig.from_dict(meta.get("model_config", {}))
         model = NextLevelForPreTraining(config)
+        state = ckpt_lib.load_model_state(ckpt)  # checked: a FormatError naming a damaged file
         try:
-            state = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise FormatError(f"{ckpt / 'model.pt'}: unreadable or mismatched weights ({e})") from None
+        except (RuntimeError, ValueError) as e:
+            raise FormatError(f"{ckpt_lib.model_file(ckpt)}: mismatched weights ({e})") from None
         source = encoder if encoder is not None else config.encoder
         if not source:
             raise ConfigError(f"{ckpt}: the run does not record its encoder; pass encoder=")
@@ -299,6 +298,8 @@ def read_documents(
                     raise InputError(f"{path}:{n}: no string field {text_field!r}")
                 docs.append(record[text_field])
         elif doc_mode == "file":
+            if not content.strip():
+                raise InputError(f"{path}: the file is empty: there is no document to embed")
             docs = [content]
         elif doc_mode == "blank-line":
             docs = [b for b in (block.strip() for block in content.replace("\r\n", "\n").split("\n\n")) if b]

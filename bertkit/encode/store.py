@@ -17,12 +17,13 @@ batches inside a shard do not depend on how the work was split, so the result is
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from bertkit.data.format import MANIFEST, ArrayFile, write_bytes_atomic
 from bertkit.exceptions import ConfigError, DatasetExistsError, FormatError
+from bertkit.locks import OutputLockedError, is_lock_file, output_lock
 
 __all__ = ["STORE_FORMAT", "EmbeddingStore", "encode_dataset", "open_store", "verify_store"]
 
@@ -39,6 +41,9 @@ PLAN = "encode.json"
 SHARD_DIR = "shards"
 DTYPE = "float16"
 DEFAULT_SHARD_CHUNKS = 1 << 16
+# How long a `--shard` worker waits for the store's lock (held by another worker for a moment, or by a whole-store
+# writer for its whole run) before it gives up.
+SHARD_LOCK_WAIT = 30.0
 
 # Plan keys that must agree between the processes and sessions writing one store.
 _PLAN_KEYS = ("format", "version", "dataset_key", "encoder_key", "dtype", "shard_chunks", "shards")
@@ -75,7 +80,7 @@ def _read_json(path: Path, what: str) -> Any:
 class EmbeddingStore:
     """An opened store: memory-mapped float16 shards, global chunk and document indexing (numpy only)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, verify_checksums: bool = False) -> None:
         root = Path(path)
         manifest = root / MANIFEST
         if not manifest.is_file():
@@ -113,12 +118,17 @@ class EmbeddingStore:
                 offs = self._load(arrays["document_offsets"], "uint64", 1)
             except KeyError as e:
                 raise FormatError(f"{where}: missing {e}") from None
+            if verify_checksums:
+                self._verify(rec, arrays)
             if emb.shape[1] != self.dim:
                 raise FormatError(
                     f"{root / arrays['embeddings'].path}: dimension {emb.shape[1]}, manifest says {self.dim}"
                 )
-            if len(offs) < 1 or int(offs[0]) != 0 or int(offs[-1]) != len(emb):
-                raise FormatError(f"{root / arrays['document_offsets'].path}: offsets do not cover the shard's rows")
+            if len(offs) < 1 or int(offs[0]) != 0 or int(offs[-1]) != len(emb) or bool(np.any(offs[1:] < offs[:-1])):
+                raise FormatError(
+                    f"{root / arrays['document_offsets'].path}: offsets do not cover the shard's rows in order "
+                    "(corrupt; run bertkit verify)"
+                )
             self._embeddings.append(emb)
             doc_offsets.append(offs[1:].astype(np.int64) + chunk_base)
             chunk_base += len(emb)
@@ -128,6 +138,17 @@ class EmbeddingStore:
         totals = m.get("totals", {})
         if totals.get("chunks") != self.num_chunks or totals.get("documents") != len(self):
             raise FormatError(f"{manifest}: totals {totals} disagree with the shards")
+
+    def _verify(self, rec: dict[str, Any], arrays: dict[str, ArrayFile]) -> None:
+        from bertkit.data.dataset import file_xxh3
+
+        for name, a in arrays.items():
+            digest = file_xxh3(self.path / a.path)
+            if digest != a.xxh3:
+                raise FormatError(
+                    f"{self.path / a.path}: shard {rec.get('name')!r} array {name!r} fails its checksum (xxh3 "
+                    f"{digest}, the manifest says {a.xxh3}): the file is corrupt (run bertkit verify)"
+                )
 
     def _load(self, rec: ArrayFile, dtype: str, ndim: int) -> np.ndarray:
         path = self.path / rec.path
@@ -193,9 +214,10 @@ class EmbeddingStore:
         return verify_store(self.path)
 
 
-def open_store(path: str | os.PathLike[str]) -> EmbeddingStore:
-    """Open a complete embedding store (FormatError naming the directory when it is not one)."""
-    return EmbeddingStore(path)
+def open_store(path: str | os.PathLike[str], *, verify_checksums: bool = False) -> EmbeddingStore:
+    """Open a complete embedding store (FormatError naming the directory when it is not one); `verify_checksums`
+    hashes each shard's files against the manifest first (once per process)."""
+    return EmbeddingStore(path, verify_checksums=verify_checksums)
 
 
 def verify_store(path: str | os.PathLike[str]) -> list[str]:
@@ -223,11 +245,12 @@ def verify_store(path: str | os.PathLike[str]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ the writer
 
 
-def _chunk_table(dataset: Path) -> tuple[Any, Any, np.ndarray, int]:
-    """The opened dataset, its chunk instances, global chunk offsets per document, and its chunk size."""
+def _chunk_table(dataset: Path, verify_data: bool = True) -> tuple[Any, Any, np.ndarray, int]:
+    """The opened dataset (shard checksums checked with `verify_data`), its chunk instances, global chunk offsets per
+    document, and its chunk size."""
     from bertkit.data.dataset import open_dataset
 
-    ds = open_dataset(dataset)
+    ds = open_dataset(dataset, verify_checksums=verify_data)
     if "chunks" not in ds.instance_kinds:
         have = ", ".join(ds.instance_kinds) or "none"
         raise ConfigError(
@@ -300,7 +323,11 @@ def _prepare_out(out: Path, plan: dict[str, Any], overwrite: bool) -> bool:
         return (out / MANIFEST).is_file()
     # what a concurrent `--shard` process starting on the same directory may already have created is not foreign
     foreign = (
-        [p for p in out.iterdir() if p.name != SHARD_DIR and not p.name.startswith(f"{PLAN}.tmp-")]
+        [
+            p
+            for p in out.iterdir()
+            if p.name != SHARD_DIR and not p.name.startswith(f"{PLAN}.tmp-") and not is_lock_file(p)
+        ]
         if out.exists()
         else []
     )
@@ -341,12 +368,14 @@ def encode_dataset(
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     compile: bool = False,
+    verify_data: bool = True,
 ) -> dict[str, Any]:
     """Encode every chunk of ``dataset`` (prepared with ``--instances chunks``) with ``encoder`` (a name, a
     directory or a loaded :class:`~bertkit.encode.encoder.SentenceEncoder`) into the store ``out``.
 
     ``shard=(I, N)`` encodes only the store shards ``i % N == I``; the manifest is written by whichever call completes
-    the last shard. Completed shards are never encoded again (resume). ``on_progress(done, total)`` counts this
+    the last shard. Completed shards are never encoded again (resume). ``verify_data=False`` skips the dataset's shard
+    checksums (its values are validated either way). ``on_progress(done, total)`` counts this
     call's chunks. ``compile`` loads the encoder (when given by name) under ``torch.compile``; it does not change
     the store (the embeddings agree to float tolerance), so a job may resume with or without it. Returns a summary
     (documents, chunks, shards done now / before, ``complete``, seconds).
@@ -358,7 +387,7 @@ def encode_dataset(
     index, count = _parse_shard(shard)
     if not isinstance(shard_chunks, int) or shard_chunks < 1:
         raise ConfigError(f"shard_chunks must be a positive integer, got {shard_chunks!r}")
-    ds, chunks, doc_offsets, chunk_size = _chunk_table(dataset)
+    ds, chunks, doc_offsets, chunk_size = _chunk_table(dataset, verify_data)
     n_docs, n_chunks = len(doc_offsets) - 1, int(doc_offsets[-1])
     if n_docs == 0 or n_chunks == 0:
         raise ConfigError(f"{dataset}: the dataset has no chunks to encode ({n_docs} documents)")
@@ -402,7 +431,59 @@ def encode_dataset(
         "complete": False,
         "device": str(enc.device),
     }
-    if _prepare_out(out, plan, overwrite):
+    with contextlib.ExitStack() as stack:
+        if count == 1:  # the only writer: hold the store's lock for the whole call
+            if not os.path.lexists(out):  # a call that fails before writing leaves no empty directory (runs last)
+                stack.callback(_rmdir_if_empty, out)
+            stack.enter_context(output_lock(out, purpose="bertkit encode"))
+        return _encode_shards(out, plan, overwrite, chunks, doc_offsets, enc, (index, count), batch_size, on_progress,
+                              summary, t0)  # fmt: skip
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+@contextlib.contextmanager
+def _briefly_locked(out: Path, lock: bool) -> Iterator[None]:
+    """With `lock` (one of several `--shard` workers): hold the store's lock for one short directory-level step,
+    waiting up to `SHARD_LOCK_WAIT` seconds while another worker holds it (a whole-store writer: refused)."""
+    if not lock:
+        yield
+        return
+    deadline = time.monotonic() + SHARD_LOCK_WAIT
+    while True:
+        try:
+            stack = contextlib.ExitStack()
+            stack.enter_context(output_lock(out, purpose="bertkit encode --shard"))
+            break
+        except OutputLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with stack:
+        yield
+
+
+def _encode_shards(
+    out: Path,
+    plan: dict[str, Any],
+    overwrite: bool,
+    chunks: Any,
+    doc_offsets: np.ndarray,
+    enc: Any,
+    shard: tuple[int, int],
+    batch_size: int | None,
+    on_progress: Callable[[int, int], None] | None,
+    summary: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:
+    """Encode this call's pending shards of `plan` into `out` (under the store's lock when it is the only writer)."""
+    index, count = shard
+    with _briefly_locked(out, count > 1):
+        complete = _prepare_out(out, plan, overwrite)
+    if complete:
         summary.update(complete=True, resumed_shards=len(plan["shards"]), seconds=time.perf_counter() - t0)
         return summary
     mine = [i for i in range(len(plan["shards"])) if i % count == index]
@@ -441,7 +522,8 @@ def encode_dataset(
         write_bytes_atomic(out / SHARD_DIR / f"{name}.json", _json_bytes(record))
         summary["encoded_shards"] += 1
         summary["encoded_chunks"] += c1 - c0
-    summary["complete"] = _publish(out, plan)
+    with _briefly_locked(out, count > 1):
+        summary["complete"] = _publish(out, plan)
     summary["seconds"] = time.perf_counter() - t0
     return summary
 

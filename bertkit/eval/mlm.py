@@ -102,7 +102,7 @@ def load_run(
     try:
         state = ckpt_lib.load_checkpoint(ckpt, model=model, restore_rng_state=False)
     except RuntimeError as e:  # state-dict keys / shapes do not fit the architecture
-        raise FormatError(f"{ckpt / 'model.pt'}: does not fit {arch.name} ({e})") from None
+        raise FormatError(f"{ckpt_lib.model_file(ckpt)}: does not fit {arch.name} ({e})") from None
     model.to(torch.device(device)).eval()
     return LoadedRun(
         run_dir=run_dir,
@@ -208,6 +208,7 @@ def evaluate_mlm(
     seq_len: int | None = None,
     write: bool = True,
     on_progress: Callable[[str], None] | None = None,
+    verify_data: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the run's checkpoint on ``data`` (default: the dataset the run was trained on).
 
@@ -216,7 +217,7 @@ def evaluate_mlm(
     reproduces the trainer's evaluations). Returns a dict with ``mlm_loss``, ``perplexity``, ``mlm_accuracy``,
     ``masked_tokens`` (+ ``nsp_loss``, ``nsp_accuracy``), the checkpoint, step, dataset, split, batches and, with
     ``show``, ``examples`` (strings from :func:`format_predictions`); also written to ``RUN/eval_mlm.json`` unless
-    ``write=False``.
+    ``write=False``. ``verify_data=False`` skips the shard checksums (the values are validated either way).
     """
 
     from bertkit.train.distributed import DistInfo
@@ -243,7 +244,7 @@ def evaluate_mlm(
     if not str(data_dir) or str(data_dir) == ".":
         raise ConfigError(f"{loaded.checkpoint}: the run names no dataset; pass --data")
     last = cfg.resolved_phases()[-1]
-    overrides: dict[str, Any] = {"data": str(data_dir), "device": device}
+    overrides: dict[str, Any] = {"data": str(data_dir), "device": device, "verify_data": verify_data}
     cfg = cfg.with_overrides(overrides)
     info = DistInfo()
     ds = _open_data(cfg, seq_len or last.seq_len, batch_size or last.batch_size, split, info)

@@ -70,6 +70,7 @@ RESUME_MUTABLE = frozenset(
         "nan_policy",
         "plot",
         "device",
+        "verify_data",
     }
 )
 """Fields that may differ when a run is resumed; any other difference is a ConfigError."""
@@ -120,6 +121,9 @@ class TrainConfig:
     """NSP views: correct Google's quirks instead of reproducing them."""
     eval_fraction: float = 0.01
     """Held-out fraction of the dataset for evaluation."""
+    verify_data: bool = True
+    """Check each dataset shard's checksum before it is first read (``--no-verify-data`` skips it for data that
+    ``bertkit verify`` already checked; the values are validated on opening either way)."""
     short_p: float = 0.0
     """mlm / static-mlm training rows: probability of cutting a row to ``randint(1, seq_len - 2)`` tokens, then
     [SEP] and padding (ELC-BERT's ``short_p``; such batches carry an attention mask). 0 = always full rows."""
@@ -330,6 +334,7 @@ class TrainConfig:
             "fix_quirks",
             "decay_embeddings",
             "random_exclude_special",
+            "verify_data",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} = {getattr(self, name)!r} must be true or false")
@@ -443,15 +448,34 @@ class TrainConfig:
             raise ConfigError(f"{path}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); TOML files are UTF-8"
+            ) from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a directory, not a TOML config file") from None
         merged = _merge(data, overrides or {})
-        return cls.from_dict(merged, source=str(path))
+        config = cls.from_dict(merged, source=str(path))
+        sources = {k: str(path) for k in data.get("model", {}) if isinstance(data.get("model"), Mapping)}
+        sources.update({k: "the command line (--model)" for k in (overrides or {}).get("model") or {}})
+        config._model_sources = sources
+        return config
+
+    def model_source(self, key: str) -> str | None:
+        """Where the ``[model]`` option ``key`` came from (the TOML file, or the command line) for messages; None
+        when unknown (a config built in code)."""
+        return getattr(self, "_model_sources", {}).get(key)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> TrainConfig:
         """A new config with ``overrides`` applied (``None`` values ignored; ``model`` is merged key by key)."""
         return TrainConfig.from_dict(_merge(self.to_dict(), overrides), source="overrides")
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the config as JSON, atomically (a temporary sibling renamed over ``path``)."""
+        path = Path(path)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> TrainConfig:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import threading
 import time
@@ -45,8 +44,9 @@ from bertkit.train.distributed import (
     load_full_optimizer_state,
     wrap_model,
 )
-from bertkit.train.metrics import MetricsWriter, mfu, peak_flops, plot_loss_curve
+from bertkit.train.metrics import MetricsWriter, mfu, peak_flops, plot_loss_curve, rewind_metrics
 from bertkit.train.optim import build_optimizer
+from bertkit.train.rundir import RunSession
 from bertkit.train.schedules import make_lr_lambda
 
 __all__ = ["NonFiniteLossError", "TrainSummary", "evaluate", "train"]
@@ -114,18 +114,20 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
     return torch.bfloat16
 
 
-def _check_run_dir(out: str) -> Path:
-    if not out:
-        raise ConfigError("no run directory: set out (--out)")
-    run_dir = Path(out)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"{run_dir}: run directory is not writable ({e.strerror or e})") from None
-    return run_dir
+def _intact_checkpoint(run_dir: Path, notes: list[str], emit: EventCallback | None) -> Path | None:
+    """The newest checkpoint that passes its checks; newer ones that fail are reported by name and set aside
+    (``ckpt-N.corrupt``) so the resumed run can write those steps again. FormatError when none is intact."""
+    ckpt, failed = ckpt_lib.resumable(run_dir)
+    for bad, why in failed:
+        moved = ckpt_lib.quarantine(bad) if emit is not None else bad  # rank 0 renames; the others only read
+        message = (
+            f"checkpoint {bad.name} is corrupt ({why}); resuming from the previous intact one, "
+            f"{ckpt.name if ckpt else 'none'} (the corrupt one is kept as {moved.name})"
+        )
+        notes.append(message)
+        if emit is not None:
+            emit({"event": "warning", "message": message})
+    return ckpt
 
 
 def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, info: DistInfo) -> Any:
@@ -147,6 +149,7 @@ def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, i
             rank=info.rank,
             world_size=info.world_size,
             drop_last=split == "train" or info.world_size > 1,
+            verify_data=config.verify_data,
         )
     if not config.data:
         raise ConfigError("no dataset: set data (--data)")
@@ -169,6 +172,7 @@ def _open_data(config: TrainConfig, seq_len: int, batch_size: int, split: str, i
         fix_quirks=config.fix_quirks,
         drop_last=split == "train" or info.world_size > 1,
         short_p=config.short_p if split == "train" else 0.0,  # evaluation reads full rows
+        verify_data=config.verify_data,
     )
 
 
@@ -254,10 +258,23 @@ def _check_model_options(config: TrainConfig) -> None:
     from bertkit.models import get_architecture
 
     arch = get_architecture(config.arch)
-    if not config.init_from:
-        model_config = arch.make_config(config.preset, **config.model)
-        if arch.data_kind != "embeddings":  # a seq_len the positions cannot hold fails before the data open
-            _check_positions(config, model_config)
+    known = set(arch.config_class.field_names())
+    model_config = None
+    try:
+        unknown = [k for k in config.model if k not in known]
+        if unknown:  # the same message make_config gives, also when init_from skips it
+            raise ConfigError(
+                f"{arch.config_class.__name__}: unknown option(s) {', '.join(unknown)}; valid options: "
+                + ", ".join(arch.config_class.field_names())
+            )
+        if not config.init_from:
+            model_config = arch.make_config(config.preset, **config.model)
+    except ConfigError as e:  # name where the [model] keys came from (the TOML file, the command line)
+        keys = unknown or list(config.model)
+        sources = sorted({w for k in keys if (w := config.model_source(k))})
+        raise ConfigError(f"{', '.join(sources)}: [model]: {e}" if sources else str(e)) from None
+    if model_config is not None and arch.data_kind != "embeddings":  # before the data open
+        _check_positions(config, model_config)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -470,7 +487,8 @@ def train(config: TrainConfig, on_event: EventCallback | None = None, *, resume:
     info = init_distributed(device.type)
     try:
         device = _select_device(config, info)
-        return _train(config, on_event, resume, device, info, t_start, StreamState)
+        with RunSession(info.is_main) as session:  # the run directory's lock; a failed start-up leaves nothing
+            return _train(config, on_event, resume, device, info, t_start, StreamState, session)
     finally:
         cleanup(info)
 
@@ -483,6 +501,7 @@ def _train(
     info: DistInfo,
     t_start: float,
     StreamState: Any,  # noqa: N803 - the class, imported lazily
+    session: RunSession,
 ) -> TrainSummary:
     stop_requested = [False]  # set when on_event raises KeyboardInterrupt (rank 0 only; agreed on at step ends)
 
@@ -496,7 +515,7 @@ def _train(
     notes: list[str] = []
     # ------------------------------------------------------------------ checks before anything heavy
     _check_model_options(config)
-    run_dir = _check_run_dir(config.out)
+    run_dir = session.open(config.out)
     autocast_dtype = _autocast_dtype(config, device)
     phases = config.resolved_phases()
     phase_starts = config.phase_starts()
@@ -507,6 +526,8 @@ def _train(
         )
     if resume and existing is None:
         notes.append(f"resume: no complete checkpoint in {run_dir}; starting from step 0")
+    if resume and existing is not None:
+        existing = _intact_checkpoint(run_dir, notes, emit if info.is_main else None)
     extended_from: int | None = None  # the saved max_steps when this session extends (or shortens) the run
     if resume and existing is not None:
         saved_config = ckpt_lib.read_config(existing)
@@ -579,7 +600,7 @@ def _train(
             map_location=device,
         )
         if sharded:
-            full = torch.load(existing / "optimizer.pt", map_location="cpu", weights_only=True)
+            full = ckpt_lib.load_optimizer_state(existing)
             load_full_optimizer_state(wrapped, optimizer, full)
         step = int(state["step"])
         data_state = dict(state["data_state"])
@@ -595,7 +616,10 @@ def _train(
         config.save_json(run_dir / "config.json")
         if not (resume and existing is not None):
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    metrics = MetricsWriter(run_dir, tensorboard=config.tensorboard, enabled=info.is_main)
+        else:  # the killed session may have logged steps after this checkpoint: they are run again
+            notes.extend(rewind_metrics(run_dir / "metrics.jsonl", step))
+    purge = step + 1 if resume and existing is not None else None
+    metrics = MetricsWriter(run_dir, tensorboard=config.tensorboard, enabled=info.is_main, purge_step=purge)
     if metrics.tensorboard_note:
         notes.append(metrics.tensorboard_note)
     metrics.log_config(config_dict, model_config_dict, arch_name)
@@ -689,6 +713,7 @@ def _train(
     A = config.grad_accum
     boundary_state = None
 
+    session.started()
     with _Interrupt() as interrupt:
         try:
             while step < config.max_steps:

@@ -148,19 +148,16 @@ impl MmapCorpus {
                 first_token: nt,
                 input_offset: s.input_offset as u32,
             };
-            // Validate the structure once so that accessors can index without checks.
+            // Validate the structure once so that accessors can index without checks: both offset arrays start
+            // at 0, never decrease and end at the length of what they index (a corrupt shard is an error here,
+            // never a panic or a runaway loop later).
             let so = sv.sentence_offsets.as_u64()?;
             let dofs = sv.document_offsets.as_u64()?;
             let n_tok = match &sv.tokens {
                 TokenArray::U16(a) | TokenArray::U32(a) => a.len() as u64,
             };
-            if so.is_empty()
-                || dofs.is_empty()
-                || *so.last().unwrap() != n_tok
-                || *dofs.last().unwrap() as usize != so.len() - 1
-            {
-                return Err(Error::format(&sv.sentence_offsets.path, "offsets do not match the token array"));
-            }
+            check_offsets(&sv.sentence_offsets.path, &s.name, "sentence_offsets", so, n_tok)?;
+            check_offsets(&sv.document_offsets.path, &s.name, "document_offsets", dofs, so.len() as u64 - 1)?;
             if sv.document_sources.as_u32()?.len() != dofs.len() - 1 {
                 return Err(Error::format(&sv.document_sources.path, "document_sources length mismatch"));
             }
@@ -180,6 +177,24 @@ impl MmapCorpus {
         let i = self.shards.partition_point(|x| x.first_sentence <= s) - 1;
         &self.shards[i]
     }
+}
+
+/// Offsets of a shard array: at least one entry, starting at 0, never decreasing, ending at `end`.
+pub fn check_offsets(path: &Path, shard: &str, name: &str, o: &[u64], end: u64) -> Result<()> {
+    let bad = |what: String| Err(Error::format(path, format!("shard {shard:?} array {name:?} is corrupt: {what}")));
+    let (Some(&first), Some(&last)) = (o.first(), o.last()) else {
+        return bad("no entries".into());
+    };
+    if first != 0 {
+        return bad(format!("starts at {first}, not 0"));
+    }
+    if last != end {
+        return bad(format!("ends at {last}, expected {end}"));
+    }
+    if let Some(i) = o.windows(2).position(|w| w[1] < w[0]) {
+        return bad(format!("entry {} ({}) is below entry {} ({})", i + 1, o[i + 1], i, o[i]));
+    }
+    Ok(())
 }
 
 impl CorpusView for MmapCorpus {
@@ -252,5 +267,21 @@ mod tests {
         let mut out = vec![];
         c.tokens_into(1..4, &mut out);
         assert_eq!(out, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn corrupt_offsets_are_errors_not_panics() {
+        let p = Path::new("x.npy");
+        assert!(check_offsets(p, "s", "o", &[0, 2, 5], 5).is_ok());
+        for (o, end, what) in [
+            (&[][..], 0, "no entries"),
+            (&[1, 2, 5][..], 5, "starts at 1"),
+            (&[0, 2, 4][..], 5, "ends at 4"),
+            (&[0, 6, 2, 5][..], 5, "entry 2 (2) is below entry 1 (6)"),
+            (&[0, u64::MAX, 5][..], 5, "below"),
+        ] {
+            let e = check_offsets(p, "s", "o", o, end).unwrap_err().to_string();
+            assert!(e.contains(what) && e.contains("x.npy") && e.contains("\"o\""), "{e}");
+        }
     }
 }

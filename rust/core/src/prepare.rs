@@ -25,7 +25,7 @@ use crate::format::{
 };
 use crate::instances::{self, MaskVocab, NspConfig};
 use crate::progress::Progress;
-use crate::reader::{expand_inputs, DocMode, Document, DocumentReader, InvalidUtf8, ReaderConfig};
+use crate::reader::{expand_inputs_noting_duplicates, DocMode, Document, DocumentReader, InvalidUtf8, ReaderConfig};
 use crate::splitter::{split_sentences, SplitterKind, RULES_VERSION};
 use crate::tokenizer::Tokenizer;
 
@@ -207,9 +207,13 @@ pub struct PrepareSummary {
     pub input_bytes: u64,
     pub resumed_shards: usize,
     pub seconds: f64,
+    /// Things the user should know that are not errors (an input given twice, read once).
+    pub notes: Vec<String>,
 }
 
 const STATE: &str = "prepare.json";
+/// The output lock `bertkit.locks.output_lock` holds while a writer runs (never part of a dataset).
+const LOCK_FILE: &str = ".bertkit.lock";
 
 fn shard_record_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(SHARD_DIR).join(format!("{name}.json"))
@@ -260,25 +264,113 @@ fn prepare_out_dir(cfg: &PrepareConfig, out: &Path) -> Result<()> {
             message: "holds an incomplete dataset from an interrupted run (use --resume to finish it, or --overwrite)"
                 .into(),
         });
-    } else if !has_state && out.is_dir() && fs::read_dir(out).at(out)?.next().is_some() {
+    } else if !has_state && out.is_dir() && fs::read_dir(out).at(out)?.flatten().any(|e| e.file_name() != LOCK_FILE) {
         return Err(Error::Exists {
             path: out.into(),
             message: "exists, is not empty and is not a bertkit dataset (choose another --out)".into(),
         });
     }
-    if cfg.resume && has_state && !cfg.overwrite {
-        let p = out.join(STATE);
-        let prev: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).at(&p)?)
-            .map_err(|e| Error::format(&p, format!("unreadable state: {e}")))?;
-        if prev.get("config") != Some(&cfg.identity()) {
-            return Err(Error::config(format!(
-                "{}: cannot resume: the interrupted run used different options (see {}); use --overwrite to start over",
-                out.display(),
-                p.display()
-            )));
+    fs::create_dir_all(out.join(SHARD_DIR)).at(out)?;
+    Ok(())
+}
+
+/// What `--resume` must find unchanged: the prepare options, the inputs (path, size, xxh3) and the tokenizer.
+fn resume_state(cfg: &PrepareConfig, inputs: &[InputFile], tok: &Tokenizer) -> serde_json::Value {
+    serde_json::json!({
+        "config": cfg.identity(),
+        "inputs": inputs,
+        "tokenizer": serde_json::to_value(tok.info()).expect("tokenizer info serializes"),
+    })
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(57).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// Everything that differs between the interrupted run's state and this run's, one phrase each.
+fn resume_differences(prev: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let empty = serde_json::Map::new();
+    let obj = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_object()).cloned().unwrap_or(empty.clone());
+    for (what, key) in [("option", "config"), ("tokenizer", "tokenizer")] {
+        let (a, b) = (obj(prev, key), obj(now, key));
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let (x, y) = (a.get(k).unwrap_or(&serde_json::Value::Null), b.get(k).unwrap_or(&serde_json::Value::Null));
+            if x != y {
+                diffs.push(format!("{what} {k}: {} then, {} now", short(x), short(y)));
+            }
         }
     }
-    fs::create_dir_all(out.join(SHARD_DIR)).at(out)?;
+    let files = |v: &serde_json::Value| -> Vec<InputFile> {
+        v.get("inputs").and_then(|x| serde_json::from_value(x.clone()).ok()).unwrap_or_default()
+    };
+    let (a, b) = (files(prev), files(now));
+    if prev.get("inputs").is_none() {
+        diffs.push("the interrupted run recorded no input identities (an older bertkit)".into());
+    }
+    for f in &a {
+        match b.iter().find(|g| g.path == f.path) {
+            None => diffs.push(format!("input {} is no longer among the inputs", f.path)),
+            Some(g) if g.size != f.size => {
+                diffs.push(format!("input {} changed ({} bytes then, {} now)", f.path, f.size, g.size))
+            }
+            Some(g) if g.xxh3 != f.xxh3 => {
+                diffs.push(format!("input {} changed (same size, xxh3 {} then, {} now)", f.path, f.xxh3, g.xxh3))
+            }
+            Some(_) => {}
+        }
+    }
+    for g in b.iter().filter(|g| !a.iter().any(|f| f.path == g.path)) {
+        diffs.push(format!("input {} is new", g.path));
+    }
+    if diffs.is_empty() && a.iter().map(|f| &f.path).ne(b.iter().map(|f| &f.path)) {
+        diffs.push("the inputs are in another order".into());
+    }
+    diffs
+}
+
+/// `--resume` continues only the same job: refuse (listing every difference) when the options, an input or the
+/// tokenizer changed since the interrupted run. Leftover temporary files of the killed run are removed.
+fn check_resume(out: &Path, now: &serde_json::Value) -> Result<()> {
+    let p = out.join(STATE);
+    let prev: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).at(&p)?)
+        .map_err(|e| Error::format(&p, format!("unreadable state: {e}")))?;
+    let diffs = resume_differences(&prev, now);
+    if !diffs.is_empty() {
+        return Err(Error::config(format!(
+            "{}: cannot resume: the interrupted run used different options or inputs ({}); use --overwrite to \
+             start over",
+            out.display(),
+            diffs.join("; ")
+        )));
+    }
+    remove_temporaries(out)
+}
+
+/// Remove `NAME.tmp-PID` files a killed writer left in `out` and `out/shards` (the output lock guarantees that
+/// no other writer is running, so every such file is a leftover).
+fn remove_temporaries(out: &Path) -> Result<()> {
+    for dir in [out.to_path_buf(), out.join(SHARD_DIR), out.join("tokenizer")] {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let leftover = name
+                .rsplit_once(".tmp-")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            if leftover && e.file_type().is_ok_and(|t| t.is_file()) {
+                fs::remove_file(e.path()).at(e.path())?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -425,14 +517,22 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
     let out = out.to_path_buf();
     let tok_path = PathBuf::from(&cfg.tokenizer);
     let tok = Tokenizer::from_file(&tok_path, cfg.lowercase)?;
-    let files = expand_inputs(&cfg.inputs)?;
+    let (files, duplicates) = expand_inputs_noting_duplicates(&cfg.inputs)?;
+    let notes: Vec<String> = duplicates
+        .iter()
+        .map(|(again, first)| {
+            if again == first {
+                format!("{} is given more than once: it is read once", first.display())
+            } else {
+                format!("{} is the same file as {}: it is read once", again.display(), first.display())
+            }
+        })
+        .collect();
     let splitter = cfg.splitter_kind()?;
     let token_dtype = DType::for_vocab(tok.vocab_size());
 
+    let resuming = cfg.resume && !cfg.overwrite && out.join(STATE).exists();
     prepare_out_dir(cfg, &out)?;
-    let state = serde_json::json!({ "config": cfg.identity() });
-    write_atomic(&out.join(STATE), serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
-    copy_tokenizer(&tok, &tok_path, &out)?;
 
     // Input identity (size + xxh3), in parallel.
     let inputs: Vec<InputFile> = files
@@ -442,6 +542,12 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
             Ok(InputFile { path: p.display().to_string(), size, xxh3 })
         })
         .collect::<Result<_>>()?;
+    let state = resume_state(cfg, &inputs, &tok);
+    if resuming {
+        check_resume(&out, &state)?;
+    }
+    write_atomic(&out.join(STATE), serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
+    copy_tokenizer(&tok, &tok_path, &out)?;
     let input_bytes: u64 = inputs.iter().map(|f| f.size).sum();
     progress.total_bytes.store(input_bytes, Ordering::Relaxed);
 
@@ -532,6 +638,7 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
         input_bytes,
         resumed_shards: resumed,
         seconds: t0.elapsed().as_secs_f64(),
+        notes,
     })
 }
 
@@ -823,6 +930,18 @@ fn tokenize_stage(
                     let name = shard_name(index);
                     match resumed_shard.take() {
                         Some(s) => {
+                            // The resume check proved the inputs unchanged, so the record cannot hold more
+                            // documents than the input gives; refuse rather than underflow if it does.
+                            if s.rows > docs_in_shard {
+                                return Err(Error::format(
+                                    shard_record_path(out, &name),
+                                    format!(
+                                        "the completed shard holds {} documents, the inputs now give {docs_in_shard} \
+                                         there: the inputs changed since the interrupted run (use --overwrite)",
+                                        s.rows
+                                    ),
+                                ));
+                            }
                             Progress::add(&progress.documents, s.rows);
                             Progress::add(&progress.tokens, s.tokens);
                             dropped += docs_in_shard - s.rows;
@@ -831,7 +950,7 @@ fn tokenize_stage(
                         }
                         None => {
                             let b = std::mem::take(&mut builder);
-                            dropped += docs_in_shard - b.sources.len() as u64;
+                            dropped += docs_in_shard.saturating_sub(b.sources.len() as u64);
                             let out = out.to_path_buf();
                             writer.submit(Box::new(move || {
                                 let shard = b.write(&out, &name, dtype)?;

@@ -34,7 +34,7 @@
 //!   specs (same canonical path) are removed, keeping the first occurrence.
 //! - After `next_batch` returns an error the reader should not be used further.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
@@ -170,11 +170,21 @@ fn expand_glob(spec: &str) -> Result<Vec<PathBuf>> {
 
 /// Expand input specs (files, directories, glob patterns) into the ordered list of files to read.
 pub fn expand_inputs(specs: &[String]) -> Result<Vec<PathBuf>> {
+    Ok(expand_inputs_noting_duplicates(specs)?.0)
+}
+
+/// Inputs given again: `(the later path, the path it is read as)`.
+pub type Duplicates = Vec<(PathBuf, PathBuf)>;
+
+/// `expand_inputs`, plus `(later, first)` for every file given again (twice, or by another path to the same
+/// file: a symlink, `./x`, a directory and a file inside it), which is read once, as `first`.
+pub fn expand_inputs_noting_duplicates(specs: &[String]) -> Result<(Vec<PathBuf>, Duplicates)> {
     if specs.is_empty() {
         return Err(Error::config("no input files given"));
     }
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
+    let mut duplicates = Vec::new();
     for spec in specs {
         let path = Path::new(spec);
         let files = match std::fs::metadata(path) {
@@ -185,12 +195,16 @@ pub fn expand_inputs(specs: &[String]) -> Result<Vec<PathBuf>> {
         };
         for file in files {
             let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-            if seen.insert(key) {
-                out.push(file);
+            match seen.get(&key) {
+                Some(first) => duplicates.push((file, PathBuf::clone(first))),
+                None => {
+                    seen.insert(key, file.clone());
+                    out.push(file);
+                }
             }
         }
     }
-    Ok(out)
+    Ok((out, duplicates))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -375,6 +375,29 @@ fn get_bool(v: &Value, key: &str, default: bool) -> std::result::Result<bool, St
     }
 }
 
+/// Why the ids of a tokenizer.json's vocab are not 0..n: most often a special token was deleted (name it),
+/// otherwise the first missing id.
+fn vocab_gap_message(model: &Value, vocab: &serde_json::Map<String, Value>, token: &str, id: u64) -> String {
+    let unk = model.get("unk_token").and_then(Value::as_str).unwrap_or("[UNK]");
+    let missing: Vec<&str> = [unk].into_iter().chain(BERT_SPECIALS).filter(|t| !vocab.contains_key(*t)).collect();
+    if !missing.is_empty() {
+        return format!(
+            "missing special token{} {} in the vocab (a WordPiece vocabulary for bertkit needs {unk}, [CLS], [SEP], \
+             [MASK] and [PAD]; its ids now have a gap)",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(", ")
+        );
+    }
+    let mut present = vec![false; vocab.len()];
+    for v in vocab.values() {
+        if let Some(x) = v.as_u64().and_then(|x| present.get_mut(x as usize)) {
+            *x = true;
+        }
+    }
+    let gap = present.iter().position(|p| !p).unwrap_or(0);
+    format!("vocab ids must be 0..{} without gaps: no token has id {gap} ({token:?} has id {id})", vocab.len())
+}
+
 /// HF `tokenizer.json` with a WordPiece model and one of the two supported pipelines.
 fn parse_json(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result<Parts> {
     let fail = |m: String| Error::format(path, m);
@@ -394,9 +417,9 @@ fn parse_json(path: &Path, bytes: &[u8], lowercase: Option<bool>) -> Result<Part
     let mut slots: Vec<Option<String>> = vec![None; vocab.len()];
     for (token, id) in vocab {
         let id = id.as_u64().ok_or_else(|| fail(format!("vocab id of {token:?} is not an integer: {id}")))?;
-        let slot = slots
-            .get_mut(id as usize)
-            .ok_or_else(|| fail(format!("vocab ids must be 0..{} without gaps; {token:?} has id {id}", vocab.len())))?;
+        let Some(slot) = slots.get_mut(id as usize) else {
+            return Err(fail(vocab_gap_message(model, vocab, token, id)));
+        };
         if let Some(other) = slot.replace(token.clone()) {
             return Err(fail(format!("tokens {other:?} and {token:?} share id {id}")));
         }
