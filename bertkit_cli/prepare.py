@@ -153,8 +153,8 @@ class _PrepareProgress:
         assert self.plain is not None
         changed = c["stage"] != self.stage
         self.stage = c["stage"]
-        if not (changed or self.plain.due()):
-            return
+        if self.stage not in ("tokenize", "instances") or not (changed or self.plain.due()):
+            return  # "done": the summary line follows
         if self.stage == "tokenize":
             done, total = c["bytes"], c["total_bytes"] or None
             of = f"/{total / 1e6:,.1f}" if total else ""

@@ -42,7 +42,25 @@ def test_train_prints_one_plain_line_per_metrics_record(tmp_path):
     assert quiet.exit_code == 0 and "train: step" not in quiet.output
 
 
-def test_prepare_prints_plain_lines(tmp_path, monkeypatch):
+def test_prepare_prints_plain_lines(monkeypatch):
+    import bertkit_cli._common as common
+    import bertkit_cli.prepare as prep
+
+    monkeypatch.setenv("BERTKIT_PROGRESS_EVERY", "3600")
+    monkeypatch.setattr(prep, "interactive", lambda: False)
+    printed = []
+    monkeypatch.setattr(common.console, "print", lambda text, **kw: printed.append(text))
+    counters = {"bytes": 0, "total_bytes": 4_000_000, "documents": 0, "tokens": 0, "instances": 0, "stage": "tokenize"}
+    with prep._PrepareProgress() as bar:
+        bar.update({**counters, "bytes": 1_000_000, "documents": 10, "tokens": 2_000})
+        bar.update({**counters, "bytes": 2_000_000, "documents": 20, "tokens": 4_000})  # within the interval
+        bar.update({**counters, "bytes": 4_000_000, "stage": "instances", "instances": 1234})  # a new stage prints
+    assert len(printed) == 2, printed
+    assert re.match(r"prepare: tokenize 1\.0/4\.0 MB  [\d.,]+ MB/s  10 docs  2,000 tokens  ETA ", printed[0])
+    assert printed[1] == "prepare: instances 1,234 instances"
+
+
+def test_prepare_cli_runs_with_plain_progress(tmp_path, monkeypatch):
     pytest.importorskip("bertkit._core")
     monkeypatch.setenv("BERTKIT_PROGRESS_EVERY", "0")
     docs = make_documents(400)
@@ -52,8 +70,10 @@ def test_prepare_prints_plain_lines(tmp_path, monkeypatch):
             "--dupe-factor", "1"]  # fmt: skip
     result = runner.invoke(_app(), args)
     assert result.exit_code == 0, result.output
+    # a report arrives every ~100 ms, so a fast job may print none; any that comes is a plain line
     lines = [line for line in result.output.splitlines() if line.startswith("prepare: ")]
-    assert lines and all(re.search(r"MB/s .* ETA |instances \d[\d,]* instances$", x) for x in lines), result.output
+    assert all(re.search(r"MB/s .* ETA |instances \d[\d,]* instances$", x) for x in lines), result.output
+    assert "\x1b" not in result.output and "━" not in result.output  # no bar drawn into a log
 
 
 def test_encode_progress_plain_lines(monkeypatch, capsys):
