@@ -3,7 +3,8 @@
 #
 #   make demo    tokenizer train → prepare → inspect → verify → train a tiny LTG-BERT → eval mlm → fine-tune on sentiment
 #                (the README's main job)
-#   make test    cargo test + pytest (fetches the real corpora for the parity tests)
+#   make test    cargo test + pytest (fetches the real corpora for the parity tests; includes the `aot` test, which
+#                compiles every Triton kernel for sm_80 / sm_90 without a GPU)
 #   make lint    cargo fmt --check, cargo clippy -D warnings, ruff
 
 PYTHON ?= python3
@@ -19,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.24" "typer>=0.29,<0.30" "rich>=13" "tokenizers>=0.15" \
 		"xxhash>=3" "pytest>=8" "ruff>=0.6" "torch>=2.3" "transformers>=4.40" "safetensors>=0.4" "matplotlib>=3.7" \
-		"sentence-transformers>=3" "datasets>=2.18" "pyarrow>=14" "scikit-learn>=1.3" \
+		"sentence-transformers>=3" "datasets>=2.18" "pyarrow>=14" "scikit-learn>=1.3" "ray>=2.9" \
 		"tensorboard>=2.14"
 	touch $@
 

@@ -17,22 +17,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(export_app, name="export")
 
 
-def tokenizer_dir_of(config: object) -> Path | None:
-    """The run's tokenizer files: the dataset's tokenizer/ directory, else the init_from model's directory."""
-    data = getattr(config, "data", "")
-    if data and (Path(data) / "tokenizer" / "vocab.txt").is_file():
-        return Path(data) / "tokenizer"
-    init_from = getattr(config, "init_from", None)
-    if init_from and (Path(init_from) / "vocab.txt").is_file():
-        return Path(init_from)
-    return None
-
-
 @export_app.command(
     "hf",
     epilog=(
         "Examples:\n\n"
         "  bertkit export hf runs/tiny exports/tiny\n\n"
+        "  bertkit export hf runs/elc exports/elc   # then AutoModelForMaskedLM.from_pretrained(..., "
+        "trust_remote_code=True)\n\n"
         "  bertkit export hf runs/base exports/base --checkpoint runs/base/checkpoints/ckpt-010000 --overwrite"
     ),
 )
@@ -43,31 +34,27 @@ def hf(
         Path | None, typer.Option(help="Checkpoint directory (default: the run's newest complete one).")
     ] = None,
     tokenizer: Annotated[
-        Path | None, typer.Option(help="Directory with vocab.txt (default: the run's dataset tokenizer/).")
+        Path | None,
+        typer.Option(help="Directory with tokenizer.json / vocab.txt (default: the run's dataset tokenizer/)."),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUT.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT when it holds a previous bertkit export (nothing else).")
+    ] = False,
 ) -> None:
-    """Write a bert run's checkpoint as a Hugging Face directory (config.json, model.safetensors, tokenizer)."""
-    from bertkit.eval.mlm import load_run
-    from bertkit.exceptions import ConfigError
+    """Write a run's checkpoint as a Hugging Face directory: config.json, model.safetensors, the tokenizer, and for
+    narrowbert / elc-bert / ltg-bert a modeling file (load with trust_remote_code=True)."""
+    from bertkit.export.run import export_run
 
     with user_errors():
-        loaded = load_run(run, checkpoint)
-        if loaded.arch != "bert":
-            raise ConfigError(f"{loaded.checkpoint}: export hf writes bert checkpoints; this run is {loaded.arch!r}")
-        tok = tokenizer if tokenizer is not None else tokenizer_dir_of(loaded.config)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise ConfigError(f"{out}: already exists and is not empty (use --overwrite)")
-        from bertkit.export.hf import export_hf
-
-        path = export_hf(loaded.model, loaded.model_config, out, tokenizer_dir=tok, overwrite=overwrite)
-    if tok is None:
+        result = export_run(run, out, checkpoint=checkpoint, tokenizer=tokenizer, overwrite=overwrite)
+    if result.tokenizer_dir is None:
         console.print(
             "[yellow]note[/]: no tokenizer files found (the run's dataset is gone); pass --tokenizer DIR",
             highlight=False,
         )
     console.print(
-        f"[green]exported[/] {escape(str(loaded.checkpoint))} (step {loaded.step}) to {escape(str(path))}",
+        f"[green]exported[/] {escape(str(result.checkpoint))} ({result.arch}, step {result.step}) to "
+        f"{escape(str(result.out))}",
         highlight=False,
         soft_wrap=True,
     )

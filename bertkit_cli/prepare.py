@@ -20,20 +20,30 @@ def register(app: typer.Typer) -> None:
             "  bertkit prepare corpus.txt --tokenizer vocab.txt --out data/ds\n\n"
             "  bertkit prepare 'wiki/*.txt.gz' --tokenizer vocab.txt --out data/nsp --instances nsp --dupe-factor 5\n\n"
             "  bertkit prepare books.jsonl --text-field body --tokenizer tokenizer.json --out data/chunks "
-            "--instances chunks --chunk-size 256"
+            "--instances chunks --chunk-size 256\n\n"
+            "  bertkit prepare 'fineweb/data/*.parquet' pile.jsonl.zst hf_saved_dataset/ "
+            "--tokenizer vocab.txt --out data/ds\n\n"
+            "  zstdcat dump.jsonl.zst | bertkit prepare - --tokenizer vocab.txt --out data/ds\n\n"
+            "  bertkit prepare '/shared/c4/*.parquet' --tokenizer vocab.txt --out /shared/c4_bert --ray auto"
         ),
     )(prepare)
 
 
 def prepare(
-    inputs: Annotated[list[str], typer.Argument(help="Files, directories or globs (.txt, .jsonl, .gz).")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files, directories, globs or - (standard input): .txt, .jsonl (also .gz, .zst, .bz2, .xz), "
+            ".parquet, .arrow, datasets.save_to_disk folders."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")],
     tokenizer: Annotated[Path, typer.Option(help="WordPiece vocab.txt or HF tokenizer.json.")],
     one_doc_per_line: Annotated[bool, typer.Option(help="Each line is a document.")] = False,
     sentences_per_line: Annotated[
         bool, typer.Option(help="Google's format: one sentence per line, blank line between documents.")
     ] = False,
-    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
+    text_field: Annotated[str, typer.Option(help="JSONL field / Parquet or Arrow column holding the text.")] = "text",
     on_invalid_utf8: Annotated[str, typer.Option(help="error | replace | skip")] = "error",
     splitter: Annotated[str, typer.Option(help="Sentence splitter: rules | lines | none.")] = "rules",
     lowercase: Annotated[
@@ -60,6 +70,16 @@ def prepare(
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset already in --out.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its completed shards.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Prepare partitions as Ray tasks and merge them: a cluster address (HOST:PORT, ray://HOST:PORT, "
+            "auto) or 'local' for a local runtime. Needs bertkit[ray]."
+        ),
+    ] = None,
+    ray_partition_mb: Annotated[float, typer.Option(help="--ray: input bytes per partition, MB.")] = 256.0,
+    ray_cpus_per_task: Annotated[int, typer.Option(help="--ray: CPUs (and prepare threads) per task.")] = 1,
+    ray_workers: Annotated[int, typer.Option(help="--ray local: worker CPUs of the local runtime (0: all).")] = 0,
 ) -> None:
     """Read, split, tokenize and shard corpora (Rust, all cores); optionally build static instances."""
     from bertkit.data.prepare import PrepareConfig
@@ -104,6 +124,24 @@ def prepare(
             resume=resume,
         )
         t0 = time.perf_counter()
+        if ray is not None:
+            from bertkit.data.ray_prepare import prepare_on_ray
+
+            summary = prepare_on_ray(
+                cfg,
+                address=ray,
+                partition_bytes=max(1, int(ray_partition_mb * (1 << 20))),
+                cpus_per_task=ray_cpus_per_task,
+                num_cpus=ray_workers or None,
+            )
+            t = summary["totals"]
+            console.print(
+                f"[green]wrote[/] {summary['out']}: {t['documents']:,} documents, {t['tokens']:,} tokens from "
+                f"{summary['partitions']} Ray partitions ({summary['reused_partitions']} reused), "
+                f"{summary['shards']} shards in {time.perf_counter() - t0:.1f} s",
+                highlight=False,
+            )
+            return
         if quiet:
             summary = run_prepare(cfg)
         else:

@@ -11,7 +11,7 @@
 #
 #   run(command="bash scripts/gpu_checks.sh", timeout_s=590, carry=["bertkit/_core.abi3.so", "gpu/data"])
 #
-# The step limits add up to 540 s (not yet run on a GPU: no device was lent so far); --repeat 2 by default
+# The step limits add up to 570 s (not yet run on a GPU: no device was lent so far); --repeat 2 by default
 # (GPU_CHECKS_REPEAT). Without CUDA it refuses to start unless
 # called with --allow-cpu (a mechanics check of the script itself: every step then reports its CPU fallback or skip).
 set -u -o pipefail
@@ -60,7 +60,8 @@ step() {
 
 # 1. bf16 / CUDA correctness: the Triton kernels against their references on the GPU, device-side masking without
 #    host syncs, NarrowBERT under bf16 autocast.
-step tests 100 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" \
+#    The kernels run at the launch configurations scripts/aot_kernels.py compiled without a GPU.
+step tests 95 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" \
     tests/ops tests/test_masking.py tests/test_models_narrowbert.py
 # 2. masked_lm_loss against gather + matmul + cross_entropy and the full head (M = 0.15*256*128, d 768, V 30522).
 step masked_lm_loss 50 "$PY" benchmarks/masked_lm_loss_bench.py
@@ -73,8 +74,8 @@ step narrow 60 "$PY" benchmarks/narrow_bench.py --cuda-only --repeat "$REPEAT"
 step elc 60 "$PY" benchmarks/elc_bench.py --cuda-only --repeat "$REPEAT"
 # 7. The CLI end to end on the GPU: prepare news, 60 steps of the small preset (bf16 autocast, fused AdamW, MFU in
 #    the log), eval mlm.
-export PY
-step train_smoke 70 bash -c '
+export PY OUT
+step train_smoke 65 bash -c '
     work=$(mktemp -d)
     news="$BERTKIT_DATA/news.jsonl"; [[ -f $news ]] || news="$BERTKIT_DATA/news.txt"
     "$PY" -m bertkit_cli prepare "$news" --tokenizer "$BERTKIT_DATA/vocab.txt" --out "$work/news" -q &&
@@ -84,5 +85,11 @@ step train_smoke 70 bash -c '
 # 8. NextLevelBERT: `bertkit encode` (bf16, length-sorted batches) vs SentenceTransformer.encode (defaults, fp32) on
 #    the same news chunks of 256 tokens; target >= 3x chunks/s.
 step encode 60 "$PY" benchmarks/nextlevel_bench.py --skip-retrieval --repeat "$REPEAT" --work "$(mktemp -d)"
+# 9. The ahead-of-time compile of every kernel for this device's architecture (registers, spills, shared memory per
+#    kernel; the same table CI makes for sm_80 and sm_90 without a GPU), beside what the device reports.
+step aot 40 bash -c '
+    cc=$("$PY" -c "import torch; print(\"sm_%d%d\" % torch.cuda.get_device_capability())" 2>/dev/null || echo sm_90)
+    case $cc in sm_80 | sm_86 | sm_89 | sm_90) ;; *) echo "($cc has no row in aot_kernels.py: compiling for sm_90)"; cc=sm_90 ;; esac
+    "$PY" scripts/aot_kernels.py --targets "$cc" --dtypes bf16,fp32 --shapes base --json "$OUT/aot.json"'
 echo >>"$SUMMARY"
 echo "done in ${SECONDS} s" >>"$SUMMARY"

@@ -116,3 +116,15 @@ def load_script(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def without_bertkit(work: Path) -> dict[str, str]:
+    """The environment of a fresh process in which ``import bertkit`` fails (even with bertkit installed in the
+    venv): a directory first on the path holds a ``bertkit`` package that raises ImportError. For exports that must
+    load with other tools alone."""
+    blocker = work / "no-bertkit"
+    (blocker / "bertkit").mkdir(parents=True, exist_ok=True)
+    (blocker / "bertkit" / "__init__.py").write_text('raise ImportError("bertkit is not installed here")\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(blocker)
+    return env

@@ -148,3 +148,44 @@ def test_minilm_initialises_a_bert_run(data_dir, tmp_path):
     # MiniLM's embeddings are the tied decoder: after 4 steps of the fresh head transform the loss (measured 8.1) is
     # far below the ≈ ln(30522) = 10.3 of a fresh model
     assert result["mlm_loss"] < 9.3 and result["step"] == 4
+
+
+def test_export_refuses_what_it_must_not_replace(trained, tmp_path):
+    """OUT a file, OUT a directory bertkit did not write (even with --overwrite), OUT locked by another writer, a
+    tokenizer transformers cannot express: one-line errors naming the path, nothing replaced or half-written."""
+    from bertkit.locks import output_lock
+
+    _, run = trained
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["export", "hf", str(run), str(a_file), *extra])
+        assert result.exit_code == 1 and f"{a_file}: exists and is not a directory" in result.output, result.output
+    assert a_file.read_text() == "mine"
+
+    theirs = tmp_path / "theirs"
+    (theirs / "sub").mkdir(parents=True)
+    (theirs / "notes.txt").write_text("keep")
+    result = runner.invoke(app, ["export", "hf", str(run), str(theirs), "--overwrite"])
+    assert result.exit_code == 1 and f"{theirs}: not a bertkit export" in result.output, result.output
+    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt", "sub"]
+
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["export", "hf", str(run), str(out)]).exit_code == 0
+    (out / "extra").mkdir()
+    result = runner.invoke(app, ["export", "hf", str(run), str(out), "--overwrite"])
+    assert result.exit_code == 1 and "holds files bertkit did not write (extra/)" in result.output, result.output
+    (out / "extra").rmdir()
+    with output_lock(out, purpose="another export"):
+        result = runner.invoke(app, ["export", "hf", str(run), str(out), "--overwrite"])
+    assert result.exit_code == 1 and "another bertkit process is writing here" in result.output, result.output
+    assert "another export" in result.output
+
+    bad = tmp_path / "badtok"
+    bad.mkdir()
+    (bad / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "a"]) + "\n")
+    fresh = tmp_path / "fresh"
+    result = runner.invoke(app, ["export", "hf", str(run), str(fresh), "--tokenizer", str(bad)])
+    assert result.exit_code == 1 and f"{bad / 'vocab.txt'}: token 'a' appears at ids 5 and 6" in result.output
+    assert "Traceback" not in result.output
+    assert not fresh.exists() and not list(tmp_path.glob(".fresh*"))

@@ -64,9 +64,11 @@ def test_export_loads_in_transformers_with_equal_outputs(tmp_path, tokenizer_dir
     model = trained_like()
     out = export_hf(model, model.config, tmp_path / "hf", tokenizer_dir)
     assert sorted(os.listdir(out)) == [
+        "bertkit_export.json",
         "config.json",
         "model.safetensors",
         "special_tokens_map.json",
+        "tokenizer.json",
         "tokenizer_config.json",
         "vocab.txt",
     ]
@@ -124,10 +126,19 @@ def test_tokenizer_json_is_copied_without_baked_padding(tmp_path, tokenizer_dir)
     tok.enable_padding(length=16)
     tok.enable_truncation(max_length=16)
     tok.save(str(tokenizer_dir / "tokenizer.json"))
+    # bertkit matches only the tokenizer.json's added tokens in text, transformers always its special tokens
+    with pytest.raises(
+        FormatError, match=r"tokenizer.json: cannot be expressed as a transformers tokenizer: on '\[CLS\]"
+    ):
+        export_hf(trained_like(), None, tmp_path / "hf", tokenizer_dir)
+    assert not (tmp_path / "hf").exists()
+    tok.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.save(str(tokenizer_dir / "tokenizer.json"))
     out = export_hf(trained_like(), None, tmp_path / "hf", tokenizer_dir)
     spec = json.loads((out / "tokenizer.json").read_text())
     assert spec["padding"] is None and spec["truncation"] is None
-    assert Tokenizer.from_file(str(out / "tokenizer.json")).encode("the cat").ids == [5, 6]
+    assert Tokenizer.from_file(str(out / "tokenizer.json")).encode("the cat", add_special_tokens=False).ids == [5, 6]
+    assert Tokenizer.from_file(str(out / "tokenizer.json")).encode("the cat").ids == [2, 5, 6, 3]
 
 
 def test_init_from_hf_round_trip(tmp_path, tokenizer_dir):
@@ -205,16 +216,28 @@ def test_export_refuses_a_non_empty_directory_unless_overwrite(tmp_path):
     target = tmp_path / "hf"
     target.mkdir()
     (target / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="already exists and is not empty"):
         export_hf(model, None, target)
-    assert (target / "notes.txt").read_text() == "keep me"
-    export_hf(model, None, target, overwrite=True)
-    assert sorted(os.listdir(target)) == ["config.json", "model.safetensors"]
+    with pytest.raises(FileExistsError, match=f"{target}: not a bertkit export"):
+        export_hf(model, None, target, overwrite=True)  # --overwrite only replaces what bertkit wrote
+    assert sorted(os.listdir(target)) == ["notes.txt"] and (target / "notes.txt").read_text() == "keep me"
+    (target / "notes.txt").unlink()
+    export_hf(model, None, target)
+    export_hf(trained_like(seed=5), None, target, overwrite=True)  # a previous export is replaced
+    assert sorted(os.listdir(target)) == ["bertkit_export.json", "config.json", "model.safetensors"]
     assert sorted(os.listdir(tmp_path)) == ["hf"]  # no temporary or old directories left behind
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    export_hf(model, None, empty)
-    assert (empty / "model.safetensors").is_file()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds files bertkit did not write \(notes.txt\)"):
+        export_hf(model, None, target, overwrite=True)
+    (target / "notes.txt").unlink()
+    (target / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"changed since bertkit wrote them \(config.json\)"):
+        export_hf(model, None, target, overwrite=True)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(FileExistsError, match="exists and is not a directory"):
+        export_hf(model, None, a_file, overwrite=True)  # a file is never replaced by a folder
+    assert a_file.read_text() == "x"
 
 
 def test_export_errors_leave_nothing_behind(tmp_path, tokenizer_dir):
@@ -222,7 +245,7 @@ def test_export_errors_leave_nothing_behind(tmp_path, tokenizer_dir):
     with pytest.raises(FormatError, match="tokenizer directory does not exist"):
         export_hf(model, None, tmp_path / "a", tmp_path / "nope")
     (tokenizer_dir / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
-    with pytest.raises(FormatError, match=r"vocab.txt.*lacks the special token\(s\) \[SEP\], \[CLS\], \[MASK\]"):
+    with pytest.raises(FormatError, match=r"vocab.txt: missing special tokens \[CLS\], \[SEP\], \[MASK\]"):
         export_hf(model, None, tmp_path / "a", tokenizer_dir)
     (tokenizer_dir / "vocab.txt").write_text("\n".join(VOCAB + [f"x{i}" for i in range(10)]) + "\n")
     with pytest.raises(FormatError, match="70 tokens but the model has vocab_size 64"):
@@ -291,3 +314,22 @@ def test_minilm_sentence_transformers_encoder_loads(data_dir):
         ours = model.encode(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
     # Real weights give hidden values up to ~5: float32 rounding between the two attention paths reaches ~2e-5.
     torch.testing.assert_close(ours, ref, atol=ATOL, rtol=ATOL)
+
+
+def test_an_export_that_fails_midway_leaves_nothing_that_looks_complete(tmp_path):
+    from bertkit.export.output import publish
+
+    def broken(path):
+        path.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "hf"
+    with pytest.raises(OSError, match="No space left"):
+        publish(out, {"config.json": b"{}", "model.safetensors": broken})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither OUT nor a hidden temporary sibling
+    export_hf(trained_like(), None, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(OSError, match="No space left"):
+        publish(out, {"config.json": b"{}", "model.safetensors": broken}, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous export is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]

@@ -30,7 +30,7 @@ def test_install_hint_names_the_extra():
         hint = install_hint(ModuleNotFoundError(f"No module named '{module}'", name=f"{module}.sub"))
         assert hint == f'{module} is not installed; this needs the {extra} extra: pip install "bertkit[{extra}]"'
     assert install_hint(ModuleNotFoundError("No module named 'bertkit.nope'", name="bertkit.nope")) is None
-    extras = set(EXTRA_OF.values()) - {"ray"}  # ray: the extra of `prepare --ray`
+    extras = set(EXTRA_OF.values())
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert all(f"\n{extra} = [" in text for extra in extras)
 

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,9 @@ class PrepareConfig:
     """Options of `bertkit prepare` (mirrors `PrepareConfig` in rust/core/src/prepare.rs)."""
 
     inputs: Sequence[str | os.PathLike[str]] = ()
-    """Files, directories (recursive) or glob patterns: .txt, .jsonl, and .gz of either."""
+    """Files, directories (recursive), glob patterns or "-" (standard input): .txt and .jsonl (also as .gz, .zst,
+    .bz2, .xz), .parquet, .arrow, and folders written by `datasets.save_to_disk`. Standard input and FIFOs are read
+    once, as a stream (their size and xxh3 are computed while read; `resume` is refused for them)."""
     out: str | os.PathLike[str] = ""
     """Output dataset directory."""
     tokenizer: str | os.PathLike[str] = ""
@@ -49,7 +51,7 @@ class PrepareConfig:
     doc_mode: str = "blank-line"
     """How plain text splits into documents: blank-line, one-doc-per-line, sentences-per-line (Google's format)."""
     text_field: str = "text"
-    """JSONL field holding the text."""
+    """JSONL field, or Parquet / Arrow column, holding the text."""
     on_invalid_utf8: str = "error"
     """error (names file and byte offset), replace (U+FFFD) or skip (drop the line, counted)."""
     splitter: str = "rules"
@@ -114,8 +116,19 @@ class PrepareConfig:
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 
-def prepare(config: PrepareConfig, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+def prepare(
+    config: PrepareConfig,
+    on_progress: ProgressCallback | None = None,
+    documents: Iterable[str | Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Run `prepare`; returns the summary (totals, shard count, input bytes, seconds).
+
+    `documents`: any iterable of str or of mappings with the `text_field` key (a generator, a list, a Hugging Face
+    `Dataset` or streaming `IterableDataset`), read after `config.inputs` (which may then be empty). The Rust reader
+    thread pulls it in batches of up to 1024 items / 4 MB of text, holding the GIL only for that, so memory stays
+    bounded and the output is the same as for a JSONL file of the same texts. A None text is an empty document
+    (dropped, counted); an exception raised by the iterable stops the run and is raised as itself. The manifest
+    lists it as the input "<documents>" with the size and xxh3 of its texts; `resume` is refused for it.
 
     `on_progress(counters)` is called about every 100 ms with `bytes`, `total_bytes`, `documents`,
     `tokens`, `instances` and `stage`. Ctrl-C stops the run cleanly (`bertkit.exceptions.Cancelled`):
@@ -137,7 +150,7 @@ def prepare(config: PrepareConfig, on_progress: ProgressCallback | None = None) 
     existed = os.path.lexists(out)
     try:
         with output_lock(out, purpose="bertkit prepare"):
-            return _core.prepare(config.to_json(), on_progress)
+            return _core.prepare(config.to_json(), on_progress, documents)
     finally:
         if not existed:  # a failed run that wrote nothing leaves no empty directory behind
             with contextlib.suppress(OSError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +23,10 @@ import torch
 from bertkit.exceptions import ConfigError, FormatError
 from bertkit.models.bert import ACTIVATIONS, BertConfig, BertForPreTraining
 
-__all__ = ["LoadReport", "export_hf", "hf_config_dict", "init_from_hf", "load_hf_bert"]
+__all__ = ["LoadReport", "bert_files", "export_hf", "hf_config_dict", "hf_files", "init_from_hf", "load_hf_bert"]
 
 log = logging.getLogger("bertkit.export")
 
-SPECIAL_TOKENS = {
-    "unk_token": "[UNK]",
-    "sep_token": "[SEP]",
-    "pad_token": "[PAD]",
-    "cls_token": "[CLS]",
-    "mask_token": "[MASK]",
-}
 # Keys save_pretrained leaves out because they are tied to other parameters.
 TIED_KEYS = {
     "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
@@ -62,66 +54,52 @@ def hf_config_dict(config: BertConfig) -> dict[str, Any]:
     }
 
 
-def _read_vocab(tokenizer_dir: Path) -> list[str]:
-    path = tokenizer_dir / "vocab.txt"
-    if not tokenizer_dir.is_dir():
-        raise FormatError(f"{tokenizer_dir}: tokenizer directory does not exist")
-    if not path.is_file():
-        raise FormatError(f"{path}: no vocab.txt in the tokenizer directory")
-    try:
-        vocab = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise FormatError(f"{path}: not UTF-8 (byte {e.start})") from None
-    missing = [t for t in SPECIAL_TOKENS.values() if t not in vocab]
-    if missing:
-        raise FormatError(f"{path}: vocabulary lacks the special token(s) {', '.join(missing)}")
-    return vocab
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _tokenizer_files(tokenizer_dir: Path, config: BertConfig, do_lower_case: bool | None) -> dict[str, bytes]:
-    vocab = _read_vocab(tokenizer_dir)
-    if len(vocab) > config.vocab_size:
-        raise FormatError(
-            f"{tokenizer_dir / 'vocab.txt'}: {len(vocab)} tokens but the model has vocab_size {config.vocab_size}"
+def hf_files(
+    model: BertForPreTraining, tokenizer_dir: str | os.PathLike[str] | None, *, do_lower_case: bool | None = None
+) -> dict[str, bytes]:
+    """The files of the Hugging Face BERT directory of ``model``: ``config.json``, ``model.safetensors`` and, with a
+    ``tokenizer_dir``, the tokenizer files of ``bertkit.export.tokenizer.tokenizer_files`` (``do_lower_case``
+    overrides the recorded lower-casing)."""
+    from safetensors.torch import save
+
+    from bertkit.export.tokenizer import tokenizer_files
+
+    if not isinstance(model, BertForPreTraining):
+        raise ConfigError(f"export_hf exports a bertkit BertForPreTraining, got {type(model).__name__}")
+    config = model.config
+    files: dict[str, bytes] = {}
+    if tokenizer_dir is not None:
+        files = tokenizer_files(
+            Path(tokenizer_dir),
+            model_max_length=config.max_position_embeddings,
+            vocab_size=config.vocab_size,
+            lowercase=do_lower_case,
         )
-    if do_lower_case is None:  # keep what the tokenizer directory says, else BERT's uncased default
-        do_lower_case = True
-        old = tokenizer_dir / "tokenizer_config.json"
-        if old.is_file():
-            try:
-                do_lower_case = bool(json.loads(old.read_text(encoding="utf-8")).get("do_lower_case", True))
-            except (ValueError, AttributeError):
-                raise FormatError(f"{old}: not a JSON object") from None
-    tokenizer_config = {
-        "tokenizer_class": "BertTokenizer",
-        "do_lower_case": do_lower_case,
-        "tokenize_chinese_chars": True,
-        "strip_accents": None,
-        "model_max_length": config.max_position_embeddings,
-        **SPECIAL_TOKENS,
-    }
-    files = {
-        "vocab.txt": ("\n".join(vocab) + "\n").encode("utf-8"),
-        "tokenizer_config.json": _json_bytes(tokenizer_config),
-        "special_tokens_map.json": _json_bytes(SPECIAL_TOKENS),
-    }
-    fast = tokenizer_dir / "tokenizer.json"
-    if fast.is_file():
-        try:
-            spec = json.loads(fast.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise FormatError(f"{fast}: not valid JSON") from None
-        if not isinstance(spec, dict):
-            raise FormatError(f"{fast}: not a JSON object")
-        # Padding / truncation baked into a tokenizer.json (as in all-MiniLM's) would leak into every user's encode.
-        spec["padding"] = None
-        spec["truncation"] = None
-        files["tokenizer.json"] = _json_bytes(spec)
+    state = model.state_dict()
+    dtypes = {t.dtype for t in state.values()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in TIED_KEYS}
+    cfg = hf_config_dict(config)
+    if len(dtypes) == 1:
+        cfg["dtype"] = str(next(iter(dtypes))).removeprefix("torch.")
+    files["config.json"] = _json_bytes(cfg)
+    files["model.safetensors"] = save(tensors, metadata={"format": "pt"})
     return files
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+def bert_files(loaded: Any, tokenizer_dir: Path | None) -> dict[str, bytes]:
+    """``Architecture.exporter`` of ``bert``: :func:`hf_files` of a loaded run, plus the sentence-transformers modules
+    (``modules.json``, pooling) of the model it was initialised from, when that was a sentence-transformers one."""
+    files = hf_files(loaded.model, tokenizer_dir)
+    init_from = getattr(loaded.config, "init_from", None)
+    if init_from and (Path(init_from) / "modules.json").is_file():
+        from bertkit.export.sentence_transformers import sentence_transformers_files
+
+        files.update(sentence_transformers_files(init_from))
+    return files
 
 
 def export_hf(
@@ -134,52 +112,23 @@ def export_hf(
     do_lower_case: bool | None = None,
 ) -> Path:
     """Write ``model`` as a Hugging Face BERT directory: ``config.json``, ``model.safetensors`` and, when
-    ``tokenizer_dir`` (a directory with ``vocab.txt``, optionally ``tokenizer.json`` / ``tokenizer_config.json``) is
-    given, ``vocab.txt``, ``tokenizer_config.json``, ``special_tokens_map.json`` (and ``tokenizer.json`` without
-    baked-in padding/truncation).
+    ``tokenizer_dir`` (a directory with ``vocab.txt`` and/or ``tokenizer.json``) is given, ``tokenizer.json``,
+    ``vocab.txt``, ``tokenizer_config.json`` and ``special_tokens_map.json`` that ``AutoTokenizer`` turns into
+    bertkit's tokenizer.
 
-    The directory appears atomically (written as ``<out_dir>.tmp-<pid>``, then renamed). An existing non-empty
-    ``out_dir`` is a FileExistsError unless ``overwrite``. Returns ``out_dir``.
-    """
-    from safetensors.torch import save_file
+    Published with ``bertkit.export.output.publish``: under the directory's lock, written aside and renamed in last,
+    with ``bertkit_export.json`` listing what bertkit wrote. An existing non-empty ``out_dir`` is an
+    ExportExistsError unless ``overwrite``, and ``overwrite`` only replaces a previous bertkit export. Returns
+    ``out_dir``."""
+    from bertkit.export.output import check_out_dir, publish
 
-    config = model.config if config is None else config
     if not isinstance(model, BertForPreTraining):
         raise ConfigError(f"export_hf exports a bertkit BertForPreTraining, got {type(model).__name__}")
-    if config != model.config:
+    if config is not None and config != model.config:
         raise ConfigError("export_hf: config differs from the model's own config")
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out}: already exists and is not empty (use overwrite=True)")
-    files = _tokenizer_files(Path(tokenizer_dir), config, do_lower_case) if tokenizer_dir is not None else {}
-
-    state = model.state_dict()
-    dtypes = {t.dtype for t in state.values()}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in TIED_KEYS}
-    cfg = hf_config_dict(config)
-    if len(dtypes) == 1:
-        cfg["dtype"] = str(next(iter(dtypes))).removeprefix("torch.")
-
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        tmp.mkdir(parents=True)
-        (tmp / "config.json").write_bytes(_json_bytes(cfg))
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        if out.exists():
-            old = out.with_name(f"{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    check_out_dir(out_dir, overwrite)
+    files = hf_files(model, tokenizer_dir, do_lower_case=do_lower_case)
+    return publish(out_dir, files, overwrite=overwrite, info={"arch": "bert"})
 
 
 @dataclass
@@ -316,3 +265,8 @@ def init_from_hf(path: str | os.PathLike[str], **overrides: Any) -> BertForPreTr
         log.warning("%s: checkpoint tensors ignored: %s", path, ", ".join(report.unexpected))
     model.load_report = report
     return model
+
+
+def init_from_hf_arch(path: str | os.PathLike[str], arch: str, **overrides: Any) -> BertForPreTraining:
+    """``Architecture.importer`` of ``bert``: :func:`init_from_hf`."""
+    return init_from_hf(path, **overrides)

@@ -42,6 +42,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         sequence_classification_class=bert.BertForSequenceClassification,
         token_classification_class=bert.BertForTokenClassification,
         description="BERT (post-LN, MLM + NSP heads); parameter names of Hugging Face's BertForPreTraining",
+        exporter="bertkit.export.hf:bert_files",
+        importer="bertkit.export.hf:init_from_hf_arch",
     ),
     "narrowbert": Architecture(
         name="narrowbert",
@@ -51,6 +53,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         sequence_classification_class=narrowbert.NarrowBertForSequenceClassification,
         token_classification_class=narrowbert.NarrowBertForTokenClassification,
         description="NarrowBERT: full layers, then narrow layers that compute only the query rows (masked / [CLS])",
+        exporter="bertkit.export.remote:remote_files",
+        importer="bertkit.export.remote:init_from_export",
     ),
     "elc-bert": Architecture(
         name="elc-bert",
@@ -61,6 +65,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         token_classification_class=elcbert.ElcBertForTokenClassification,
         description="ELC-BERT: LTG-BERT whose layers mix all earlier outputs (variant base | zero | normalized | "
         "weighted_output); MLM only",
+        exporter="bertkit.export.remote:remote_files",
+        importer="bertkit.export.remote:init_from_export",
     ),
     "ltg-bert": Architecture(
         name="ltg-bert",
@@ -70,6 +76,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         sequence_classification_class=elcbert.LtgBertForSequenceClassification,
         token_classification_class=elcbert.LtgBertForTokenClassification,
         description="LTG-BERT: relative-position disentangled attention, GEGLU, NormFormer-style LNs; MLM only",
+        exporter="bertkit.export.remote:remote_files",
+        importer="bertkit.export.remote:init_from_export",
     ),
     "nextlevel": Architecture(
         name="nextlevel",
@@ -77,6 +85,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         pretraining_class=nextlevel.NextLevelForPreTraining,
         presets=nextlevel.PRESETS,
         description="NextLevelBERT: masked-chunk prediction over sentence-transformers chunk embeddings",
+        exporter="bertkit.export.sentence_transformers:nextlevel_files",
         data_kind="embeddings",
     ),
 }

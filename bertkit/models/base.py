@@ -265,6 +265,12 @@ class Architecture:
     data_kind: str = "tokens"
     """What the trainer feeds it: ``tokens`` (a prepared dataset; the batch contract above) or ``embeddings`` (a
     chunk-embedding store of ``bertkit encode``; batches of chunk vectors, see ``bertkit.models.nextlevel``)."""
+    exporter: str = ""
+    """``module:function`` giving the files of ``bertkit export hf`` from a loaded run and its tokenizer directory
+    (``bertkit.export.run.export_run``); empty = the architecture cannot be exported."""
+    importer: str = ""
+    """``module:function`` building the pretraining model from a model directory for ``init_from``
+    (``function(path, arch_name, **config_overrides)``); empty = no ``init_from``."""
 
     def preset_names(self) -> list[str]:
         return list(self.presets)

@@ -384,7 +384,9 @@ class Encoder(nn.Module):
         outputs = LayerOutputs(len(self.layers) + 1)
         outputs.append(x)
         for layer in self.layers:
-            outputs.append(layer(outputs, relative, index, keep))
+            # Every output in the embeddings' dtype. Under CUDA autocast LayerNorm runs in fp32, so the layers already
+            # return fp32 (a no-op here); CPU autocast runs LayerNorm in bf16, so a layer would return bf16.
+            outputs.append(layer(outputs, relative, index, keep).to(x.dtype))
         if self.variant == "weighted_output":
             return outputs.mix(self.prev_layer_weights)
         return outputs[len(outputs) - 1]

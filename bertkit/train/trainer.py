@@ -195,9 +195,9 @@ def _build_model(config: TrainConfig, data: Any) -> tuple[torch.nn.Module, Any, 
         model = arch.pretraining_class.for_data(data, config.preset, overrides, init_from=config.init_from)
         model_config = model.config
     elif config.init_from:
-        if arch.name != "bert":
-            raise ConfigError(f"init_from loads Hugging Face BERT checkpoints; arch is {arch.name!r}")
-        from bertkit.export.hf import init_from_hf
+        if not arch.importer:
+            raise ConfigError(f"init_from: architecture {arch.name!r} cannot start from a model directory")
+        from bertkit.export.run import resolve
 
         hf_dir = Path(config.init_from)
         if not (hf_dir / "config.json").is_file():
@@ -213,7 +213,7 @@ def _build_model(config: TrainConfig, data: Any) -> tuple[torch.nn.Module, Any, 
                 "vocabulary than the model's"
             )
         torch.manual_seed(config.seed)
-        model = init_from_hf(hf_dir, **overrides)
+        model = resolve(arch.importer)(hf_dir, arch.name, **overrides)
         model_config = model.config
         if data.vocab_size > model_config.vocab_size:
             raise ConfigError(

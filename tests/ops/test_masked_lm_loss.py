@@ -318,6 +318,25 @@ def test_triton_vocabulary_splits_agree():
             torch.testing.assert_close(g, 2 * ref, rtol=2e-4, atol=2e-5 * float(ref.abs().max()))
 
 
+@pytest.mark.parametrize("config", ["half", "tf32", "fp32"])
+@pytest.mark.triton
+@pytest.mark.skipif(not (RUN_TRITON and INTERPRET), reason="the GPU tiles under the interpreter")
+def test_triton_gpu_tile_configs_are_exact(config, monkeypatch):
+    """The kernels at each GPU tile configuration of `launch_config` (the ones scripts/aot_kernels.py compiles for
+    sm_80 / sm_90), run by the interpreter in fp32 with vocabulary splits: ragged tiles in every dimension."""
+    from bertkit.ops.triton import masked_lm_loss as mod
+
+    dtype = {"half": torch.bfloat16, "tf32": torch.float32, "fp32": torch.float32}[config]
+    blocks = mod.launch_config(dtype, 70, gpu=True, tf32=config == "tf32")
+    monkeypatch.setattr(mod, "_blocks", lambda hidden: blocks)
+    inputs = make_inputs(70, 333, 77, ignored=(0, 5), device=TRITON_DEVICE)  # 70, 333, 77: no tile divides them
+    kwargs = {"label_smoothing": 0.1}
+    got = run(masked_lm_loss, *inputs, impl="triton", **kwargs)
+    assert_matches(got, run(masked_lm_loss_reference, *inputs, **kwargs), rtol=2e-4, atol_frac=2e-5)
+    loss, lse, predictions, n_valid = mod.masked_lm_loss_forward(*inputs, splits=3, **kwargs)
+    torch.testing.assert_close(loss, got[0], rtol=2e-4, atol=1e-6)
+
+
 @pytest.mark.triton
 @pytest.mark.skipif(not RUN_TRITON, reason="needs triton with CUDA or TRITON_INTERPRET=1")
 def test_triton_only_requested_grads():

@@ -28,15 +28,22 @@ a stacked tensor, shared with the torch kernels) and for `LayerOutputs`' mixes o
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from bertkit.ops.layer_mix import LayerMixFunction, MixKernels, check_inputs
+from bertkit.ops.triton import launch, planned_sms, runnable_on
 
-__all__ = ["TRITON_KERNELS", "layer_mix_backward", "layer_mix_forward", "layer_mix_triton"]
+__all__ = [
+    "TRITON_KERNELS",
+    "block_n_for",
+    "grad_logits_config",
+    "launch_config",
+    "layer_mix_backward",
+    "layer_mix_forward",
+    "layer_mix_triton",
+]
 
 
 @triton.jit
@@ -148,23 +155,30 @@ def _layer_mix_grad_logits_kernel(
 # ---------------------------------------------------------------------------------------------- launchers
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _block_size(block_size: int | None) -> tuple[int, int]:
-    """(BLOCK_SIZE, num_warps). GPU: 2048 elements over 128 threads, two 16-byte loads in flight per thread and
-    layer (bf16). The interpreter simulates each program in numpy, so there bigger blocks mean fewer Python steps."""
+def launch_config(block_size: int | None = None, *, gpu: bool) -> tuple[int, int]:
+    """(BLOCK_SIZE, num_warps) of the forward and backward kernels. GPU: 2048 elements over 128 threads, two 16-byte
+    loads in flight per thread and layer (bf16). The interpreter (``gpu=False``) simulates each program in numpy, so
+    there bigger blocks mean fewer Python steps. ``scripts/aot_kernels.py`` compiles exactly these for sm_80 / sm_90."""
     if block_size is not None:
         if block_size < 1 or block_size & (block_size - 1):
             raise ValueError(f"block_size must be a power of two; got {block_size}")
         return block_size, 4
-    return (4096, 4) if _interpreting() else (2048, 4)
+    return (2048, 4) if gpu else (4096, 4)
+
+
+def grad_logits_config(n: int) -> dict[str, int]:
+    """BLOCK_N, BLOCK_P and num_warps of the one-program logits-gradient kernel for n layers."""
+    block_n = block_n_for(n)
+    return {"BLOCK_N": block_n, "BLOCK_P": max(16, 4096 // block_n), "num_warps": 4}
+
+
+def _block_size(block_size: int | None, tensor: torch.Tensor) -> tuple[int, int]:
+    return launch_config(block_size, gpu=planned_sms(tensor) is not None)
 
 
 def _check_device(*tensors: torch.Tensor | None) -> None:
     for t in tensors:
-        if t is not None and not t.is_cuda and not _interpreting():
+        if t is not None and not runnable_on(t):
             raise ValueError(f"layer_mix (triton): tensors must be on CUDA (or set TRITON_INTERPRET=1); got {t.device}")
 
 
@@ -175,7 +189,8 @@ def _check_layers(name: str, layers: torch.Tensor, width: int) -> None:
         raise ValueError(f"layer_mix (triton): {width} elements per layer output is too many for 32-bit offsets")
 
 
-def _block_n(n: int) -> int:
+def block_n_for(n: int) -> int:
+    """BLOCK_N (the softmax over the n logits, in one block) of every kernel."""
     return max(16, triton.next_power_of_2(n))
 
 
@@ -188,8 +203,10 @@ def layer_mix_forward(layers: torch.Tensor, logits: torch.Tensor, *, block_size:
     out = torch.empty(width, dtype=layers.dtype, device=layers.device)
     if width == 0:
         return out
-    block, warps = _block_size(block_size)
-    _layer_mix_fwd_kernel[(triton.cdiv(width, block),)](
+    block, warps = _block_size(block_size, layers)
+    launch(
+        _layer_mix_fwd_kernel,
+        (triton.cdiv(width, block),),
         layers,
         logits,
         out,
@@ -197,7 +214,7 @@ def layer_mix_forward(layers: torch.Tensor, logits: torch.Tensor, *, block_size:
         n,
         layers.stride(0),
         logits.stride(0),
-        BLOCK_N=_block_n(n),
+        BLOCK_N=block_n_for(n),
         BLOCK_SIZE=block,
         num_warps=warps,
     )
@@ -232,12 +249,14 @@ def layer_mix_backward(
                 raise ValueError(f"{name} has {t.shape[0]} rows for {n} logits")
     if layers is None and grad_layers is None:
         return None
-    block, warps = _block_size(block_size)
+    block, warps = _block_size(block_size, grad)
     programs = triton.cdiv(width, block)
     partial = torch.empty((n, programs) if layers is not None else (1, 1), dtype=torch.float32, device=grad.device)
-    block_n = _block_n(n)
+    block_n = block_n_for(n)
     if width > 0:
-        _layer_mix_bwd_kernel[(programs,)](
+        launch(
+            _layer_mix_bwd_kernel,
+            (programs,),
             grad,
             layers if layers is not None else grad,  # dummy pointers when COMPUTE_DW / COMPUTE_DH is off
             logits,
@@ -260,16 +279,16 @@ def layer_mix_backward(
     if width == 0:
         partial.zero_()
     grad_logits = torch.empty(n, dtype=logits.dtype, device=logits.device)
-    _layer_mix_grad_logits_kernel[(1,)](
+    launch(
+        _layer_mix_grad_logits_kernel,
+        (1,),
         partial,
         logits,
         grad_logits,
         n,
         partial.shape[1],
         logits.stride(0),
-        BLOCK_N=block_n,
-        BLOCK_P=max(16, 4096 // block_n),
-        num_warps=4,
+        **grad_logits_config(n),
     )
     return grad_logits
 

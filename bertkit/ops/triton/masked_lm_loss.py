@@ -24,19 +24,20 @@ Memory saved for backward: hidden, weight, bias, labels and the per-row log-sum-
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from bertkit.ops.masked_lm_loss import check_label_range
+from bertkit.ops.triton import launch, planned_sms
 
 __all__ = [
     "MaskedLMLossFunction",
+    "launch_config",
     "masked_lm_loss_forward",
     "masked_lm_loss_backward",
     "masked_lm_loss_triton",
+    "num_splits",
 ]
 
 
@@ -332,32 +333,45 @@ def _masked_lm_loss_bwd_dw_kernel(
 # ---------------------------------------------------------------------------------------------- launchers
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+def launch_config(dtype: torch.dtype, rows: int, *, gpu: bool, tf32: bool = False) -> dict[str, int]:
+    """Tile sizes (BLOCK_M, BLOCK_V, BLOCK_D) and, on GPU, num_warps / num_stages of all three kernels, for hidden
+    states of `dtype` with `rows` rows (`tf32`: fp32 inputs with tf32 dots). Under the interpreter (``gpu=False``)
+    big tiles mean fewer simulated ops; on GPU they are tensor-core friendly and, per ``scripts/aot_kernels.py``
+    (which compiles exactly these for sm_80 and sm_90), spill no register."""
+    if not gpu:
+        return {"BLOCK_M": 16 if rows <= 16 else 64, "BLOCK_V": 256, "BLOCK_D": 512}
+    if dtype == torch.float32 and tf32:
+        return {"BLOCK_M": 64, "BLOCK_V": 64, "BLOCK_D": 32, "num_warps": 4, "num_stages": 2}
+    if dtype == torch.float32:
+        # IEEE fp32 dots run on the FMA units, whose operand layouts need many more registers: 64 x 64 x 32 tiles
+        # spilled kilobytes in the backward kernels on both targets (and 64 x 64 x 8 over 8 warps still 44 bytes).
+        return {"BLOCK_M": 32, "BLOCK_V": 64, "BLOCK_D": 8, "num_warps": 4, "num_stages": 2}
+    # 8 warps: with 4 the forward and dW kernels hit 255 registers and spilled on sm_80 and sm_90.
+    return {"BLOCK_M": 64, "BLOCK_V": 128, "BLOCK_D": 64, "num_warps": 8, "num_stages": 3}
 
 
 def _blocks(hidden: torch.Tensor) -> dict[str, int]:
-    """Tile sizes. Under the interpreter big tiles mean fewer simulated ops; on GPU, tensor-core friendly."""
-    if _interpreting() or not hidden.is_cuda:
-        return {"BLOCK_M": 16 if hidden.shape[0] <= 16 else 64, "BLOCK_V": 256, "BLOCK_D": 512}
-    if hidden.dtype == torch.float32:
-        return {"BLOCK_M": 64, "BLOCK_V": 64, "BLOCK_D": 32, "num_warps": 4, "num_stages": 2}
-    return {"BLOCK_M": 64, "BLOCK_V": 128, "BLOCK_D": 64, "num_warps": 4, "num_stages": 3}
+    gpu = planned_sms(hidden) is not None
+    return launch_config(hidden.dtype, hidden.shape[0], gpu=gpu, tf32=gpu and _dot_precision(hidden) == "tf32")
 
 
 def _dot_precision(hidden: torch.Tensor) -> str:
     """fp32 inputs follow torch's matmul setting (tf32 unless 'highest'); other dtypes ignore it."""
-    if _interpreting() or not hidden.is_cuda:
+    if planned_sms(hidden) is None:
         return "ieee"
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
-def _num_splits(hidden: torch.Tensor, vocab: int, row_blocks: int, block_v: int, most: int) -> int:
-    """Vocabulary splits so that a small M still fills the GPU (about two programs per SM)."""
-    if _interpreting() or not hidden.is_cuda:
+def num_splits(sms: int | None, vocab: int, row_blocks: int, block_v: int, most: int) -> int:
+    """Vocabulary splits so that a small M still fills a GPU of `sms` SMs (about two programs per SM); 1 without
+    one (interpreter)."""
+    if sms is None:
         return 1
-    sms = torch.cuda.get_device_properties(hidden.device).multi_processor_count
     return max(1, min(most, triton.cdiv(2 * sms, row_blocks), triton.cdiv(vocab, block_v)))
+
+
+def _num_splits(hidden: torch.Tensor, vocab: int, row_blocks: int, block_v: int, most: int) -> int:
+    return num_splits(planned_sms(hidden), vocab, row_blocks, block_v, most)
 
 
 def _split_range(vocab: int, splits: int, block_v: int) -> tuple[int, int]:
@@ -412,7 +426,9 @@ def masked_lm_loss_forward(
     stats = torch.empty((5, splits, rows), dtype=torch.float32, device=device)
     best_index = torch.empty((splits, rows), dtype=torch.int64, device=device)
     running_max, sum_exp, target, sum_logits, best = stats.unbind(0)
-    _masked_lm_loss_fwd_kernel[(row_blocks, splits)](
+    launch(
+        _masked_lm_loss_fwd_kernel,
+        (row_blocks, splits),
         hidden,
         weight,
         bias if bias is not None else hidden,  # dummy pointer when HAS_BIAS is False
@@ -499,7 +515,9 @@ def masked_lm_loss_backward(
     if need_w or need_b:  # first, so its [V, d] fp32 buffer is freed before the dh buffer exists
         dw = torch.zeros((vocab, width), dtype=torch.float32, device=hidden.device)
         db = torch.empty(vocab if bias is not None else 1, dtype=torch.float32, device=hidden.device)
-        _masked_lm_loss_bwd_dw_kernel[(triton.cdiv(vocab, blocks["BLOCK_V"]),)](
+        launch(
+            _masked_lm_loss_bwd_dw_kernel,
+            (triton.cdiv(vocab, blocks["BLOCK_V"]),),
             hidden,
             weight,
             bias_arg,
@@ -526,7 +544,9 @@ def masked_lm_loss_backward(
             splits = _num_splits(hidden, vocab, row_blocks, blocks["BLOCK_V"], most=4)
         per_split, splits = _split_range(vocab, max(1, splits), blocks["BLOCK_V"])
         dh = torch.zeros((splits, rows, width), dtype=torch.float32, device=hidden.device)
-        _masked_lm_loss_bwd_dh_kernel[(row_blocks, splits)](
+        launch(
+            _masked_lm_loss_bwd_dh_kernel,
+            (row_blocks, splits),
             hidden,
             weight,
             bias_arg,

@@ -25,7 +25,10 @@ use crate::format::{
 };
 use crate::instances::{self, MaskVocab, NspConfig};
 use crate::progress::Progress;
-use crate::reader::{expand_inputs_noting_duplicates, DocMode, Document, DocumentReader, InvalidUtf8, ReaderConfig};
+use crate::reader::{
+    expand_inputs_noting_duplicates, is_stream, split_row_groups, DocMode, Document, DocumentReader, InvalidUtf8,
+    ReaderConfig, TextSource,
+};
 use crate::splitter::{split_sentences, SplitterKind, RULES_VERSION};
 use crate::tokenizer::Tokenizer;
 
@@ -490,11 +493,24 @@ fn check_cancel(progress: &Progress) -> Result<()> {
 /// On failure, completed shards stay (for `resume`) and no manifest is written; if nothing was
 /// completed, what this call created is removed again.
 pub fn prepare(cfg: &PrepareConfig, progress: &Progress) -> Result<PrepareSummary> {
-    cfg.validate()?;
+    prepare_with(cfg, progress, None)
+}
+
+/// A source of documents read after the input files, and the name the manifest gives it.
+pub type NamedSource = (Box<dyn TextSource>, String);
+
+/// `prepare` with documents from `source` after those of `cfg.inputs` (which may then be empty).
+pub fn prepare_with(cfg: &PrepareConfig, progress: &Progress, source: Option<NamedSource>) -> Result<PrepareSummary> {
+    match &source {
+        Some((_, name)) if cfg.inputs.is_empty() => {
+            PrepareConfig { inputs: vec![name.clone()], ..cfg.clone() }.validate()?
+        }
+        _ => cfg.validate()?,
+    }
     let out = PathBuf::from(&cfg.out);
     let existed = out.exists();
     let had_state = out.join(STATE).exists();
-    let res = prepare_inner(cfg, progress, &out);
+    let res = prepare_inner(cfg, progress, &out, source);
     if res.is_err() && !had_state && !out.join(MANIFEST).exists() {
         let any_shard = fs::read_dir(out.join(SHARD_DIR))
             .map(|mut it| it.any(|e| e.map(|e| e.path().extension().is_some_and(|x| x == "json")).unwrap_or(false)))
@@ -512,12 +528,21 @@ pub fn prepare(cfg: &PrepareConfig, progress: &Progress) -> Result<PrepareSummar
     res
 }
 
-fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result<PrepareSummary> {
+fn prepare_inner(
+    cfg: &PrepareConfig,
+    progress: &Progress,
+    out: &Path,
+    source: Option<NamedSource>,
+) -> Result<PrepareSummary> {
     let t0 = std::time::Instant::now();
     let out = out.to_path_buf();
     let tok_path = PathBuf::from(&cfg.tokenizer);
     let tok = Tokenizer::from_file(&tok_path, cfg.lowercase)?;
-    let (files, duplicates) = expand_inputs_noting_duplicates(&cfg.inputs)?;
+    let (mut files, duplicates) = if cfg.inputs.is_empty() && source.is_some() {
+        (vec![], vec![])
+    } else {
+        expand_inputs_noting_duplicates(&cfg.inputs)?
+    };
     let notes: Vec<String> = duplicates
         .iter()
         .map(|(again, first)| {
@@ -528,17 +553,32 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
             }
         })
         .collect();
+    // Standard input, FIFOs and iterables are read once: hashed while read, never resumed.
+    let streams: Vec<bool> = files.iter().map(|f| is_stream(f)).chain(source.iter().map(|_| true)).collect();
+    if cfg.resume {
+        if let Some(i) = streams.iter().position(|&s| s) {
+            let name = files.get(i).map(|f| f.display().to_string()).or(source.as_ref().map(|s| s.1.clone()));
+            return Err(Error::config(format!(
+                "--resume cannot be used with {}: a stream (standard input, a FIFO, an iterable) can be read only once; \
+                 prepare it again into a new --out (or with --overwrite)",
+                name.unwrap_or_default()
+            )));
+        }
+    }
     let splitter = cfg.splitter_kind()?;
     let token_dtype = DType::for_vocab(tok.vocab_size());
 
     let resuming = cfg.resume && !cfg.overwrite && out.join(STATE).exists();
     prepare_out_dir(cfg, &out)?;
 
-    // Input identity (size + xxh3), in parallel.
-    let inputs: Vec<InputFile> = files
+    // Input identity (size + xxh3), in parallel; streams get theirs while they are read.
+    let mut inputs: Vec<InputFile> = files
         .par_iter()
-        .map(|p| {
-            let (size, xxh3) = hash_file(p)?;
+        .zip(&streams)
+        .map(|(p, &stream)| {
+            let spec = p.to_string_lossy();
+            let (size, xxh3) =
+                if stream { (0, String::new()) } else { hash_file(Path::new(split_row_groups(&spec)?.0))? };
             Ok(InputFile { path: p.display().to_string(), size, xxh3 })
         })
         .collect::<Result<_>>()?;
@@ -548,19 +588,29 @@ fn prepare_inner(cfg: &PrepareConfig, progress: &Progress, out: &Path) -> Result
     }
     write_atomic(&out.join(STATE), serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
     copy_tokenizer(&tok, &tok_path, &out)?;
-    let input_bytes: u64 = inputs.iter().map(|f| f.size).sum();
-    progress.total_bytes.store(input_bytes, Ordering::Relaxed);
+    progress.total_bytes.store(inputs.iter().map(|f| f.size).sum(), Ordering::Relaxed);
 
     // Stage 1: corpus shards (reading, tokenizing and writing overlap; see `tokenize_stage`).
-    let reader = DocumentReader::new(
-        files.clone(),
-        ReaderConfig {
-            doc_mode: cfg.doc_mode()?,
-            text_field: cfg.text_field.clone(),
-            on_invalid_utf8: cfg.invalid_utf8()?,
-        },
-    );
+    let reader_cfg = ReaderConfig {
+        doc_mode: cfg.doc_mode()?,
+        text_field: cfg.text_field.clone(),
+        on_invalid_utf8: cfg.invalid_utf8()?,
+    };
+    let reader = match source {
+        Some((source, name)) => {
+            inputs.push(InputFile { path: name.clone(), size: 0, xxh3: String::new() });
+            DocumentReader::with_source(files.clone(), reader_cfg, source, &name)
+        }
+        None => DocumentReader::new(files.clone(), reader_cfg),
+    };
+    files = reader.files().to_vec();
+    let digests = reader.stream_digests();
     let stage = tokenize_stage(cfg, &out, reader, splitter, &tok, token_dtype, progress)?;
+    for (i, (size, xxh3)) in digests.lock().expect("digests lock").iter() {
+        inputs[*i as usize].size = *size;
+        inputs[*i as usize].xxh3 = xxh3.clone();
+    }
+    let input_bytes: u64 = inputs.iter().map(|f| f.size).sum();
     let (shards, resumed, skipped_docs_after_tokenizing) = (stage.shards, stage.resumed, stage.dropped);
     let mut totals = Totals::default();
     for s in &shards {

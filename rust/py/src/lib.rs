@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod inputs;
 mod prepare;
 mod splitter;
 mod tokenizer;
@@ -12,6 +13,7 @@ mod views;
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    inputs::register(m)?;
     prepare::register(m)?;
     splitter::register(m)?;
     tokenizer::register(m)?;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bertkit_core::prepare::{prepare as core_prepare, PrepareConfig};
+use bertkit_core::prepare::{prepare_with, PrepareConfig};
 use bertkit_core::progress::Progress;
 use bertkit_core::Error;
 use pyo3::exceptions::PyRuntimeError;
@@ -94,16 +94,35 @@ pub(crate) fn run_polled<T: Send + 'static>(
 }
 
 /// Prepare a dataset. `config_json` is a JSON object of `PrepareConfig` fields; `callback(counters)`
-/// is called about every 100 ms with a dict of progress counters. Returns the summary as a dict.
+/// is called about every 100 ms with a dict of progress counters; `documents`, an iterable of str or
+/// of mappings with the text field, is read after the input files (see inputs.rs). Returns the
+/// summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (config_json, callback=None))]
-fn prepare(py: Python<'_>, config_json: &str, callback: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (config_json, callback=None, documents=None))]
+fn prepare(
+    py: Python<'_>,
+    config_json: &str,
+    callback: Option<Bound<'_, PyAny>>,
+    documents: Option<Bound<'_, PyAny>>,
+) -> PyResult<Py<PyAny>> {
     let cfg: PrepareConfig = serde_json::from_str(config_json)
         .map_err(|e| to_pyerr(Error::config(format!("invalid prepare config: {e}"))))?;
     let threads = cfg.threads;
     let progress = Arc::new(Progress::new());
-    let summary = run_polled(py, threads, progress, callback.as_ref(), move |p| core_prepare(&cfg, p))?;
-    json_to_py(py, &summary)
+    let raised = crate::inputs::Raised::default();
+    let source = match &documents {
+        Some(d) => Some(crate::inputs::PySource::new(d, &cfg.text_field, raised.clone())?),
+        None => None,
+    };
+    let result = run_polled(py, threads, progress, callback.as_ref(), move |p| {
+        let source = source
+            .map(|s| (Box::new(s) as Box<dyn bertkit_core::reader::TextSource>, crate::inputs::DOCUMENTS.to_string()));
+        prepare_with(&cfg, p, source)
+    });
+    if let Some(e) = raised.lock().expect("raised lock").take() {
+        return Err(e);
+    }
+    json_to_py(py, &result?)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
