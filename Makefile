@@ -5,7 +5,7 @@
 #                (the README's main job)
 #   make test    cargo test + pytest (fetches the real corpora for the parity tests; includes the `aot` test, which
 #                compiles every Triton kernel for sm_80 / sm_90 without a GPU)
-#   make lint    cargo fmt --check, cargo clippy -D warnings, ruff
+#   make lint    cargo fmt --check, cargo clippy -D warnings, ruff, mypy.stubtest of bertkit/_core.pyi against the build
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.24" "typer>=0.29,<0.30" "rich>=13" "tokenizers>=0.15" \
 		"xxhash>=3" "pytest>=8" "ruff>=0.6" "torch>=2.3" "transformers>=4.40" "safetensors>=0.4" "matplotlib>=3.7" \
-		"sentence-transformers>=3" "datasets>=2.18" "pyarrow>=14" "scikit-learn>=1.3" "ray>=2.9" \
+		"sentence-transformers>=3" "datasets>=2.18" "pyarrow>=14" "scikit-learn>=1.3" "ray>=2.9" "mypy>=1.11" \
 		"tensorboard>=2.14"
 	touch $@
 
@@ -65,11 +65,12 @@ test-py: build $(DATA)/.full
 
 test: test-rs test-py
 
-lint: venv
+lint: build
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VPY) -m mypy.stubtest bertkit._core
 
 bench: build $(DATA)/.full
 	$(VPY) benchmarks/prepare_bench.py

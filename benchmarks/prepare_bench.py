@@ -30,7 +30,7 @@ DRIVER = (
     "import json,sys;from bertkit.data.prepare import PrepareConfig,prepare;"
     "print(json.dumps(prepare(PrepareConfig(**json.loads(sys.argv[1])))))"
 )
-GOOGLE_TFRECORD_BYTES_PER_INSTANCE = 833  # REFERENCE.md §3.1 (L 128, dupe 5, measured on 10.2 MB)
+GOOGLE_TFRECORD_BYTES_PER_INSTANCE = 833  # docs/ANCHORS.md (L 128, dupe 5, measured on 10.2 MB)
 
 
 def prepare_cmd(corpus: Path, out: Path, vocab: Path, threads: int, *extra: str) -> list[str]:
@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dupe-factor", type=int, default=5)
     ap.add_argument("--google-python", default=os.environ.get("GOOGLE_PYTHON", ".venv-google/bin/python"))
-    ap.add_argument("--google-mb", type=float, default=10.0, help="input for Google's script (REFERENCE: 10.2 MB)")
+    ap.add_argument("--google-mb", type=float, default=10.0, help="input for Google's script (anchor: 10.2 MB)")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--memory-factors", default="4,8", help="corpus multiples for the bounded-memory check")
     args = ap.parse_args()
@@ -132,7 +132,7 @@ def main() -> None:
         t1, rss1 = timed(prepare_cmd(corpus, work / "t1", vocab, 1, *nsp), args.repeat)
         t2, rss2 = timed(prepare_cmd(corpus, work / "t2", vocab, 2, *nsp), args.repeat)
         per_core = mb / t1
-        row("end-to-end prepare + NSP, 1 thread", "Google 0.131-0.210 MB/s/core (REFERENCE)", f"{per_core:.2f} MB/s",
+        row("end-to-end prepare + NSP, 1 thread", "Google 0.131-0.210 MB/s/core (ANCHORS)", f"{per_core:.2f} MB/s",
             per_core / 0.210, ">= 8 MB/s/core")  # fmt: skip
         row("end-to-end prepare + NSP, 2 threads (command)", f"1 thread {per_core:.2f} MB/s", f"{mb / t2:.2f} MB/s",
             t1 / t2, "scaling >= 1.8x")  # fmt: skip
@@ -143,7 +143,7 @@ def main() -> None:
             l1 / l2, "scaling >= 1.8x")  # fmt: skip
         bpi, n = nsp_bytes_per_instance(work / "t1")
         g = GOOGLE_TFRECORD_BYTES_PER_INSTANCE
-        row(f"output bytes per NSP instance ({n:,} instances)", f"Google TFRecord {g} B (REFERENCE)", f"{bpi:.0f} B",
+        row(f"output bytes per NSP instance ({n:,} instances)", f"Google TFRecord {g} B (ANCHORS)", f"{bpi:.0f} B",
             bpi / g, "<= 0.45x")  # fmt: skip
 
         peaks = []

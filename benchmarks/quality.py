@@ -27,7 +27,7 @@ dev score scored on test). Rows:
   as a Hugging Face directory and fine-tuned through `bertkit eval`'s HF path (the baseline of the issue);
 - `bert, no pretraining`: the same initial weights fine-tuned directly (what pretraining adds over nothing);
 - `BoW TF-IDF + LR`: unigram+bigram TF-IDF and the multinomial logistic-regression probe (the floor a pretrained
-  model must beat on sentiment; REFERENCE.md quotes TF-IDF + LR 77.5 % on an 80/20 split of the same snippets).
+  model must beat on sentiment; docs/ANCHORS.md gives TF-IDF + LR 77.5 % on an 80/20 split of the same snippets).
 
 The figures of the tiny presets after a CPU budget are small-model, small-data numbers: compare rows, not papers.
 """
@@ -63,7 +63,7 @@ TASKS = {
     },
     "wnut16": {"kind": "ner", "max_len": 64, "metric": "f1", "column": "WNUT-16 F1"},
 }
-BOW_ANCHOR = 0.775  # REFERENCE.md §5: TF-IDF + LR on an 80/20 split of the movie-review snippets
+BOW_ANCHOR = 0.775  # docs/ANCHORS.md: TF-IDF + LR on an 80/20 split of the movie-review snippets
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -368,7 +368,7 @@ def main() -> None:
     sentiment = {r["name"]: r["tasks"]["sentiment"]["test"]["accuracy"] for r in rows if "sentiment" in r["tasks"]}
     floor = sentiment.pop("BoW TF-IDF + LR (floor)")
     markdown.append(
-        f"BoW floor on sentiment: {100 * floor:.1f} % (REFERENCE anchor, 80/20 split: "
+        f"BoW floor on sentiment: {100 * floor:.1f} % (docs/ANCHORS.md, 80/20 split: "
         f"{100 * BOW_ANCHOR:.1f} %); above it: "
         + (", ".join(n for n, v in sentiment.items() if v > floor) or "none")
         + "."

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import DATA, header, median, row  # noqa: E402
 
-H100_PEAK_BF16 = 989.4e12  # dense bf16 FLOP/s of an H100 SXM (REFERENCE: MFU convention)
+H100_PEAK_BF16 = 989.4e12  # dense bf16 FLOP/s of an H100 SXM (fms-fsdp#89; docs/ANCHORS.md)
 MASK_RATE = 0.15
 
 

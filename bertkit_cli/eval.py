@@ -593,3 +593,132 @@ def ner(
         ["precision", "recall", "f1", "token_accuracy"],
     )
     console.print(f"written to {escape(result['out'])}", style="dim", highlight=False)
+
+
+# ------------------------------------------------------------------------------------------ eval blimp
+
+
+@eval_app.command(
+    "blimp",
+    epilog=(
+        "Examples:\n\n"
+        "  bertkit eval blimp runs/elc --data blimp/data\n\n"
+        "  bertkit eval blimp exports/bert-base-uncased --data blimp/data --variant pll-word-l2r --device cuda\n\n"
+        "  bertkit eval blimp runs/base --data blimp/data/wh_island.jsonl --out results/wh_island.json"
+    ),
+)
+def blimp(
+    source: Annotated[Path, typer.Argument(help="Run directory or Hugging Face masked-LM directory.")],
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="BLiMP's data/ directory (one .jsonl per paradigm) or one file.")
+    ],
+    variant: Annotated[
+        str, typer.Option(help="PLL variant(s), comma-separated: pll (Salazar et al.), pll-word-l2r (Kauf & Ivanova).")
+    ] = "pll,pll-word-l2r",
+    out: Annotated[Path | None, typer.Option(help="Results JSON (default SOURCE/eval/blimp.json; .md beside it).")] = (
+        None
+    ),
+    batch_size: Annotated[int, typer.Option(help="Masked copies per forward pass.")] = 256,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    checkpoint: CheckpointOpt = None,
+    tokenizer: TokenizerOpt = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="HF directories: allow their own modeling code (auto_map).")
+    ] = False,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Zero-shot BLiMP: score both sentences of every minimal pair by masked-LM pseudo-log-likelihood (every token
+    masked in turn) and count the pair right when the good one scores higher. Accuracy per paradigm, per phenomenon
+    and macro averages; resumable (finished paradigms in the results file are kept)."""
+    from bertkit.eval.blimp import check_batch_size, check_variants, evaluate_blimp, format_blimp_table, load_scorer
+
+    def on_event(event: dict[str, Any]) -> None:
+        if quiet:
+            return
+        if event["event"] == "paradigm" and event["status"] != "start":
+            what = (
+                "done earlier, kept"
+                if event["status"] == "skipped"
+                else ", ".join(f"{k} {100 * v:.1f}" for k, v in event["accuracy"].items())
+            )
+            console.print(f"[{event['index']}/{event['total']}] {escape(event['paradigm'])}: {what}", highlight=False)
+        elif event["event"] == "restart":
+            console.print(f"[yellow]note[/]: {escape(event['reason'])}", highlight=False)
+
+    with user_errors():
+        variants = check_variants(variant)  # the options before the model loads
+        check_batch_size(batch_size)
+        scorer = load_scorer(
+            source, checkpoint=checkpoint, tokenizer=tokenizer, device=device, trust_remote_code=trust_remote_code
+        )
+        result = evaluate_blimp(scorer, data, variants=variants, out=out, batch_size=batch_size, on_progress=on_event)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    console.print(format_blimp_table(result), highlight=False, markup=False)
+    console.print(f"written to {escape(result['out'])} and {escape(result['markdown'])}", style="dim", highlight=False)
+
+
+# ------------------------------------------------------------------------------------------ eval msgs
+
+
+@eval_app.command(
+    "msgs",
+    epilog=(
+        "Examples:\n\n"
+        "  bertkit eval msgs runs/elc --data msgs_filtered\n\n"
+        "  bertkit eval msgs runs/base --data msgs --tasks main_verb_lexical_content_the,main_verb_control --seeds 3"
+    ),
+)
+def msgs(
+    run: Annotated[Path, typer.Argument(help="Run directory or Hugging Face BERT directory to fine-tune.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d", help="MSGS tasks: <task>/train.jsonl + test.jsonl, or <task>.train.json + .validation.json."
+        ),
+    ],
+    tasks: Annotated[str, typer.Option(help="all, or a comma-separated list of task names.")] = "all",
+    out: Annotated[Path | None, typer.Option(help="Results JSON (default RUN/eval/msgs.json; .md beside it).")] = None,
+    seeds: SeedsOpt = 1,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 10, BabyLM's).")] = None,
+    max_len: MaxLenOpt = None,
+    max_steps: MaxStepsOpt = None,
+    dropout: DropoutOpt = None,
+    seed: Annotated[int | None, typer.Option(help="First seed (default 12, BabyLM's).")] = None,
+    device: DeviceOpt = None,
+    checkpoint: CheckpointOpt = None,
+    tokenizer: TokenizerOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """MSGS-style probing: fine-tune on each task's ambiguous training set, report the Matthews correlation on the
+    unambiguous test set (+1 linguistic, -1 surface generalisation) and the mean over tasks; resumable."""
+    from bertkit.eval.finetune import load_backbone
+    from bertkit.eval.msgs import evaluate_msgs, format_msgs_table
+
+    overrides = _finetune_overrides(
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_len=max_len,
+        max_steps=max_steps,
+        dropout=dropout,
+        seed=seed,
+        device=device,
+    )
+    with user_errors(), _FinetuneProgress(enabled=not quiet) as progress:
+        backbone = load_backbone(run, checkpoint=checkpoint, tokenizer=tokenizer)
+        result = evaluate_msgs(
+            backbone, data, tasks=tasks, out=out, seeds=seeds, overrides=overrides, on_progress=progress.on_event
+        )
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    console.print(format_msgs_table(result), highlight=False, markup=False)
+    console.print(f"written to {escape(result['out'])} and {escape(result['markdown'])}", style="dim", highlight=False)

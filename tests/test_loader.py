@@ -6,10 +6,7 @@ the corpus it came from: rows can be checked against the views and the train/eva
 
 from __future__ import annotations
 
-import os
-import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,42 +325,6 @@ def test_eval_without_drop_last_keeps_every_sample(corpus):
     assert len(got[0]) == len(got[1])  # same number of steps on every rank, the last slices may be short
     joined = np.concatenate([x for g in zip(*got, strict=True) for x in g])
     assert np.array_equal(joined, rows)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("BERTKIT_DATA"), reason="BERTKIT_DATA is not set")
-def test_real_corpus_batch_rate(tmp_path):
-    from tokenizers import Tokenizer
-
-    data = Path(os.environ["BERTKIT_DATA"])
-    tok = Tokenizer.from_file(str(data / "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
-    vocab = (data / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    articles = [a for a in (data / "bbc.txt").read_text(encoding="utf-8").split("\n\n") if a.strip()]
-    docs = []
-    for a in articles:
-        lines = [s for s in a.replace(". ", ".\n").splitlines() if s.strip()]
-        docs.append([e.ids for e in tok.encode_batch(lines, add_special_tokens=False) if e.ids])
-    root = write_fixture_dataset(tmp_path / "bbc", docs, docs_per_shard=500, vocab=vocab)
-    for view, B in (("mlm", 256), ("nsp", 256)):
-        t = time.perf_counter()
-        pd = PretrainingData(root, view=view, seq_len=128, batch_size=B, seed=0)
-        setup = time.perf_counter() - t
-        it = pd.batches()
-        next(it)
-        times = []
-        for _ in range(20):
-            t = time.perf_counter()
-            batch, _ = next(it)
-            times.append(time.perf_counter() - t)
-        per = float(np.median(times))
-        print(
-            f"{view}: setup {setup:.2f}s, {pd.num_batches(0)} batches/epoch, {per * 1e3:.2f} ms/batch of {B}x128 "
-            f"= {B * 128 / per / 1e6:.2f} M tokens/s"
-        )
-        assert batch["input_ids"].shape == (B, 128)
-        assert (~batch["word_start"]).any()  # real ## pieces
 
 
 def test_batch_to_torch(corpus):

@@ -41,7 +41,8 @@ SMALL = dict(
 
 
 def reference_bucket(rel: int, bucket: int = 32, max_position: int = 512) -> int:
-    """REFERENCE.md §1.3: exact for |rel| <= bucket/2, else sign·(ceil(log(|rel|/mid)/log((max-1)/mid)·(mid-1))+mid)."""
+    """ltgoslo/elc-bert ``Attention.make_log_bucket_position``: exact for |rel| <= bucket/2, else
+    sign·(ceil(log(|rel|/mid)/log((max-1)/mid)·(mid-1))+mid)."""
     mid = bucket // 2
     if abs(rel) <= mid:
         return rel
@@ -362,7 +363,7 @@ def test_flops_per_token_counts_the_glu_encoder_relative_terms_and_the_head():
     with torch.device("meta"):
         model = build_model("ltg-bert", "base")
     d, L, ff, V, S, R = 768, 12, 2048, 16384, 128, 63
-    n_enc = L * (4 * d * d + d * (2 * ff) + ff * d)  # REFERENCE §3.3 GLU form with d_ff = 2·intermediate
+    n_enc = L * (4 * d * d + d * (2 * ff) + ff * d)  # docs/ANCHORS.md GLU form with d_ff = 2·intermediate
     want = 6 * n_enc + 12 * S * d * L + 12 * R * d * L + 6 * (d * V + d * d) * 0.15
     assert model.flops_per_token(S, 0.15) == pytest.approx(want)
     assert 6 * n_enc == pytest.approx(6 * 84.9e6, rel=0.01)  # 85M encoder parameters without embeddings

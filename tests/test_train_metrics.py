@@ -17,7 +17,7 @@ def test_peak_table_matches_device_names():
 
 
 def test_mfu_reference_anchor():
-    # REFERENCE.md §3.3: BERT-base S128 sparse 15 % = 545.4 MFLOP/token; 726k tok/s on an H100 SXM ≈ 40 % MFU
+    # docs/ANCHORS.md: BERT-base S128 sparse 15 % = 545.4 MFLOP/token; 726k tok/s on an H100 SXM ≈ 40 % MFU
     assert mfu(726_000, 545.4e6, 989.4e12) == pytest.approx(0.40, abs=0.002)
     assert mfu(726_000, 545.4e6, None) is None
 

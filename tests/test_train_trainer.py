@@ -131,10 +131,59 @@ def test_sequence_length_phases(dataset, tmp_path):
     assert [e["step"] for e in events if e["event"] == "phase"] == [3]
 
 
+def masked_runs(chosen: torch.Tensor) -> int:
+    """Number of maximal runs of consecutive chosen positions within the rows of a bool `[B, T]` tensor."""
+    starts = chosen.clone()
+    starts[:, 1:] &= ~chosen[:, :-1]
+    return int(starts.sum())
+
+
 @pytest.mark.parametrize("masking", ["wwm", "span"])
-def test_masking_strategies_run(dataset, tmp_path, masking):
-    summary = train(config(dataset, tmp_path / "run", max_steps=2, masking=masking))
-    assert summary.final_loss is not None and summary.final_loss > 0
+def test_masking_strategies_follow_their_rule(dataset, tmp_path, monkeypatch, masking):
+    """The trainer masks every batch with the configured strategy, and what it masks obeys that strategy's rule:
+    whole words (at most one word cut by the fixed budget per batch) for ``wwm``, runs averaging about span_mean
+    tokens for ``span`` (token masking at 15 % gives runs of ~1.2); never a special token; labels are the ids."""
+    from bertkit.data import masking as masking_module
+
+    calls = []
+    real = masking_module.mask_tokens
+
+    def recording(input_ids, special, **kw):
+        out = real(input_ids, special, **kw)
+        calls.append((input_ids.clone(), special.clone(), kw, *(x.clone() for x in out)))
+        return out
+
+    monkeypatch.setattr(masking_module, "mask_tokens", recording)
+    summary = train(config(dataset, tmp_path / "run", max_steps=4, masking=masking))
+    assert summary.final_loss is not None and 0 < summary.final_loss < 10
+    assert len(calls) >= 4
+    continuation = 11  # "##s" in the fixture vocabulary
+    total_chosen = total_runs = 0
+    for ids, special, kw, masked, positions, labels in calls:
+        assert kw["strategy"] == masking
+        B, T = ids.shape
+        real_pos = positions[labels != -100]
+        assert len(real_pos) == round(0.15 * B * T)  # the fixed budget, all of it eligible here
+        assert torch.equal(labels[labels != -100], ids.reshape(-1)[real_pos])
+        chosen = torch.zeros(B * T, dtype=torch.bool)
+        chosen[real_pos] = True
+        chosen = chosen.view(B, T)
+        assert not (chosen & special).any()
+        assert torch.equal(masked[~chosen], ids[~chosen])
+        if masking == "wwm":
+            word_start = kw["word_start"]
+            assert torch.equal(word_start[~special], (ids != continuation)[~special])
+            words = masking_module.word_ids(word_start)
+            cut = 0
+            for b in range(B):
+                for w in words[b][~special[b]].unique():
+                    m = chosen[b][(words[b] == w) & ~special[b]]
+                    cut += bool(m.any() and not m.all())
+            assert cut <= 1
+        total_chosen += int(chosen.sum())
+        total_runs += masked_runs(chosen)
+    if masking == "span":
+        assert total_chosen / total_runs > 1.8, total_chosen / total_runs
 
 
 def test_nsp_view_reports_nsp_accuracy(tmp_path):

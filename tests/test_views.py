@@ -278,7 +278,7 @@ def test_real_news_views(tmp_path):
     v = core.nsp_view(str(root), seq_len=128, seed=12345)
     elapsed = time.perf_counter() - t
     rate = float(v["labels"].mean())
-    # Google's script: 56.7 % random next on real text (REFERENCE.md §1.1).
+    # Google's script: 56.7 % random next on real text (docs/ANCHORS.md).
     assert 0.5 < rate < 0.65, rate
     print(f"news: {len(v['labels'])} NSP pairs, random-next {rate:.3f}, {n_bytes / 1e6 / elapsed:.1f} MB/s")
     starts = core.mlm_view(str(root), seq_len=128)

@@ -1,12 +1,13 @@
-"""Evaluation of trained runs: masked-LM figures and predictions (``bertkit eval mlm``), and fine-tuning
-evaluations (``bertkit eval glue | classify | ner``) for every registered architecture and Hugging Face BERT
-directories.
+"""Evaluation of trained runs: masked-LM figures and predictions (``bertkit eval mlm``), zero-shot minimal pairs by
+pseudo-log-likelihood (``bertkit eval blimp``), and fine-tuning evaluations (``bertkit eval glue | classify | ner``)
+for every registered architecture and Hugging Face directories.
 
 Importing this package does not import torch; the functions load it when called.
 """
 
 from __future__ import annotations
 
+from bertkit.eval.blimp import evaluate_blimp, load_scorer, score_sentences
 from bertkit.eval.classify import evaluate_classify
 from bertkit.eval.finetune import Backbone, FinetuneConfig, load_backbone
 from bertkit.eval.glue import evaluate_glue
@@ -17,6 +18,7 @@ __all__ = [
     "Backbone",
     "FinetuneConfig",
     "LoadedRun",
+    "evaluate_blimp",
     "evaluate_classify",
     "evaluate_glue",
     "evaluate_mlm",
@@ -24,4 +26,6 @@ __all__ = [
     "format_predictions",
     "load_backbone",
     "load_run",
+    "load_scorer",
+    "score_sentences",
 ]

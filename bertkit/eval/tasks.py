@@ -1,7 +1,8 @@
 """Readers for fine-tuning data: classification files (TSV / CSV / JSONL) and CoNLL token classification.
 
 Classification files (:func:`read_classification`): ``.tsv`` (tab-separated, no quoting), ``.csv`` (RFC 4180 quoting,
-multi-line fields allowed) — both with a header row naming the fields — or ``.jsonl`` (one JSON object per line).
+multi-line fields allowed) — both with a header row naming the fields — or ``.jsonl`` (one JSON object per line;
+``.json`` too, or a JSON array of objects, as Hugging Face ``datasets`` reads ``.json`` files).
 ``text_field`` holds the text, ``pair_field`` the optional second segment, ``label_field`` the label (any string or
 number, compared as text). Errors name the file and the line: unknown fields, empty texts, missing labels.
 
@@ -75,7 +76,17 @@ def _read_text(path: Path) -> str:
 def _rows(path: Path, text: str) -> Iterable[tuple[int, dict[str, object]]]:
     """(line number, record) of a TSV / CSV / JSONL file."""
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
+    if suffix == ".json" and text.lstrip().startswith("["):  # a JSON array of records
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+        for index, obj in enumerate(records, 1):
+            if not isinstance(obj, dict):
+                raise FormatError(f"{path}: record {index}: expected a JSON object, got {type(obj).__name__}")
+            yield index, obj
+        return
+    if suffix in (".jsonl", ".ndjson", ".json"):  # .json: JSON Lines, as `datasets.load_dataset("json")` reads it
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue

@@ -406,7 +406,7 @@ class BertForPreTraining(_WithPretrainingHeads):
         return F.linear(predictions.transform(rows), predictions.decoder.weight, predictions.bias)
 
     def flops_per_token(self, seq_len: int, head_fraction: float = 0.15) -> float:
-        """Training FLOPs (forward + backward) per input token, REFERENCE.md §3.3's convention (DeepSpeed's):
+        """Training FLOPs (forward + backward) per input token in DeepSpeed's convention (docs/ANCHORS.md):
         ``6·N_enc + 12·S·d·L + 6·(d·V + d²)·f`` with ``f`` the fraction of tokens sent through the MLM head
         (embeddings, pooler and NSP head not counted). Multiply by tokens/s and divide by the peak for MFU."""
         c = self.config

@@ -1,6 +1,6 @@
 """LTG-BERT (Samuel et al. 2023) and ELC-BERT (Charpentier & Samuel, BabyLM 2023): the backbone and layer mixing.
 
-The LTG-BERT backbone, as ltgoslo/elc-bert ``models/model_elc_bert_*.py`` builds it (REFERENCE.md §1.3):
+The LTG-BERT backbone, as ltgoslo/elc-bert ``models/model_elc_bert_*.py`` (@3152a70) builds it:
 
 - **Embeddings**: word embedding → LayerNorm without affine (eps 1e-7) → dropout. No absolute positions and no
   segment embeddings (``token_type_ids`` are accepted and ignored). A ``[2·bucket - 1, d]`` relative-position
@@ -493,7 +493,7 @@ class LtgBertForPreTraining(_LtgBackbone):
         return F.linear(self.classifier.transform(rows), decoder.weight, decoder.bias)
 
     def flops_per_token(self, seq_len: int, head_fraction: float = 0.15) -> float:
-        """Training FLOPs (forward + backward) per input token, REFERENCE.md §3.3's convention:
+        """Training FLOPs (forward + backward) per input token in DeepSpeed's convention (docs/ANCHORS.md):
         ``6·N_enc + 12·S·d·L + 12·(2C-1)·d·L + 6·(d·V + d²)·f`` with the GLU encoder ``N_enc = L·(4d² + 3·d·d_ff)``
         (up-projection d → 2·d_ff, down-projection d_ff → d), the content-to-position and position-to-content
         scores (each ``(2C-1)·d`` multiply-adds per token and layer) and ``f`` the fraction of tokens through the

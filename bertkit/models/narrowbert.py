@@ -330,8 +330,9 @@ class NarrowBertForPreTraining(_WithPretrainingHeads):
         return F.linear(predictions.transform(rows), predictions.decoder.weight, predictions.bias)
 
     def flops_per_token(self, seq_len: int, head_fraction: float = 0.15) -> float:
-        """Training FLOPs (forward + backward) per input token in REFERENCE.md §3.3's convention, with the narrow
-        cost model of §1.2: ``head_fraction`` f is the fraction of tokens that are queries (and reach the head).
+        """Training FLOPs (forward + backward) per input token in DeepSpeed's convention (docs/ANCHORS.md), with
+        the narrow cost model below: ``head_fraction`` f is the fraction of tokens that are queries (and reach the
+        head).
 
         Full layer: ``6·(4d² + 2·d·d_ff) + 12·S·d``. SparseQueries narrow layer: K/V of all tokens ``6·2d²`` plus,
         per query, Q/output projections and FFN ``6·(2d² + 2·d·d_ff)`` and attention over S keys ``12·S·d``.

@@ -2,7 +2,8 @@
 
 A document is cut into chunks, each chunk is embedded once by a frozen encoder (``bertkit encode``), and this model,
 a BERT encoder whose inputs are those chunk vectors instead of word embeddings, learns to predict masked chunk
-vectors from their context. REFERENCE.md §1.4 has the facts this file follows:
+vectors from their context. It follows aiintelligentsystems/next-level-bert @b3c983c
+(``src/model.py``, ``scripts/pretrain.sh``):
 
 - Input: the chunk vectors plus learned special vectors (index 0 pad, 1 [CLS], 2 [SEP], 3 [MASK]; the pad row stays
   zero as in the original, it is never attended to), then learned positions (re-initialised), the token-type-0

@@ -176,7 +176,7 @@ class TrainConfig:
     """Apply weight decay to embedding tables (ELC-BERT excludes them: set False)."""
     lamb_trust_ratio: str = "standard"
     """LAMB: ``standard`` applies the (clamped) trust ratio to every parameter; ``elc-faithful`` only where the
-    group's weight decay is > 0, unclamped, as ltgoslo/elc-bert's lamb.py does (REFERENCE.md §1.3)."""
+    group's weight decay is > 0, unclamped, as ltgoslo/elc-bert's ``pre_training/lamb.py`` does."""
     lamb_max_trust_ratio: float = 10.0
     """LAMB standard mode: upper clamp of ‖w‖/‖update‖."""
     mix_lr_scale: float | None = None

@@ -22,7 +22,7 @@ from typing import Any
 __all__ = ["PEAK_TFLOPS", "MetricsWriter", "mfu", "peak_flops", "plot_loss_curve", "read_metrics", "rewind_metrics"]
 
 PEAK_TFLOPS: dict[str, float] = {
-    # dense BF16 tensor-core peaks (REFERENCE.md §3.3); matched against torch.cuda.get_device_name()
+    # dense BF16 tensor-core peaks (docs/ANCHORS.md); matched against torch.cuda.get_device_name()
     "H200": 989.4,
     "H100 PCIe": 756.0,
     "H100": 989.4,

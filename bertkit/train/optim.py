@@ -10,7 +10,7 @@ LAMB (You et al. 2019, arXiv 1904.00962), per parameter ``w`` with gradient ``g`
 ``trust_ratio="standard"`` applies ``r`` to every parameter, clamped to ``[0, max_trust_ratio]``.
 ``trust_ratio="elc-faithful"`` reproduces ltgoslo/elc-bert's ``pre_training/lamb.py``: ``r`` is used only when the
 group's weight decay is > 0 (and unclamped); parameters without decay (biases, norms, embeddings there) take plain
-bias-corrected Adam steps at the full learning rate (REFERENCE.md §1.3's quirk).
+bias-corrected Adam steps at the full learning rate (the original's quirk).
 
 The step makes no host synchronisation (norms stay on the device; ``torch.where`` picks the ratio).
 """

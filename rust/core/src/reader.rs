@@ -1,6 +1,5 @@
-//! Reading corpora into documents. OWNER: reader helper.
+//! Reading corpora into documents.
 //!
-//! CONTRACT:
 //! - `expand_inputs(specs) -> Result<Vec<PathBuf>>`: files as given, directories recursively (sorted,
 //!   hidden files skipped), globs (sorted); a spec that matches nothing is an error naming it.
 //! - `DocumentReader::new(files, cfg)`, then `next_batch(max_bytes, out)` appends whole documents

@@ -1,4 +1,4 @@
-//! OWNER: splitter helper. Python-facing wrapper of `bertkit_core::splitter`.
+//! Python-facing wrapper of `bertkit_core::splitter`.
 
 use bertkit_core::splitter::{split_sentences, SplitterKind};
 use bertkit_core::Error;

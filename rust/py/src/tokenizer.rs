@@ -1,5 +1,5 @@
-//! OWNER: tokenizer helper. `bertkit._core.WordPieceTokenizer`: a thin wrapper over
-//! `bertkit_core::tokenizer::Tokenizer` that converts types, releases the GIL and maps errors.
+//! `bertkit._core.WordPieceTokenizer`: a thin wrapper over `bertkit_core::tokenizer::Tokenizer`
+//! that converts types, releases the GIL and maps errors.
 
 use std::path::PathBuf;
 

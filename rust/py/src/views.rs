@@ -1,4 +1,4 @@
-//! OWNER: instances helper. Python-facing views over a prepared dataset: NSP pairs, packed-MLM
+//! Python-facing views over a prepared dataset: NSP pairs, packed-MLM
 //! row starts and rows, NextLevelBERT chunk ranges. Every function takes the dataset directory,
 //! opens its corpus shards memory-mapped, releases the GIL for the computation and returns numpy
 //! arrays (token ranges are global indices into the concatenated corpus `tokens`).

@@ -1,4 +1,4 @@
-//! Document chunking for NextLevelBERT (REFERENCE.md §1.4).
+//! Document chunking for NextLevelBERT (Czinczoll et al., ACL 2024; aiintelligentsystems/next-level-bert).
 //!
 //! `chunk_size = N > 0`: a document's tokens (its sentences concatenated) are cut into pieces of
 //! `N − 2` tokens, the last one shorter. `N = 0`: one sentence per chunk, truncated to its first

@@ -1,5 +1,5 @@
 //! Packed MLM sequences by token splitting across documents (RoBERTa FULL-SENTENCES; the
-//! "token splitting" that won the nanoBERT A/B test, REFERENCE.md §1.5).
+//! "token splitting" that won the nanoBERT A/B test: my-best-day/medium `scripts/tokenize_text.py`).
 //!
 //! **The stream.** The documents with at least one token, in corpus order, joined by one [SEP]
 //! between consecutive documents (none before the first or after the last). Its length is

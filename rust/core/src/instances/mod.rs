@@ -1,6 +1,6 @@
-//! Views and static instances over a tokenized corpus. OWNER: instances helper.
+//! Views and static instances over a tokenized corpus.
 //!
-//! CONTRACT (used by `prepare.rs` and the Python binding):
+//! The surface `prepare.rs` and the Python binding use:
 //! - `nsp_instances(corpus, docs, pass, cfg, vocab) -> NspInstances`: Google's
 //!   `create_instances_from_document` for every document in `docs` for dupe pass `pass`, with
 //!   masking; randomness keyed by (cfg.seed, pass, document) so output does not depend on threads.

@@ -1,6 +1,6 @@
-//! Sentence splitting. OWNER: splitter helper.
+//! Sentence splitting.
 //!
-//! CONTRACT: `split_sentences(kind, text, out)` clears `out` and pushes the byte ranges of the
+//! `split_sentences(kind, text, out)` clears `out` and pushes the byte ranges of the
 //! sentences of `text`, trimmed of surrounding whitespace, non-empty, in order. `Rules` is the
 //! default rule-based English splitter (≥ 90 % exact on the pySBD Golden Rules, ≥ 20 MB/s/core);
 //! `Lines` = one sentence per non-blank line; `None` = the whole text is one sentence.

@@ -1,6 +1,6 @@
-//! WordPiece tokenization (BERT-style), ids only. OWNER: tokenizer helper.
+//! WordPiece tokenization (BERT-style), ids only.
 //!
-//! CONTRACT (other modules rely on exactly this surface):
+//! The surface other modules rely on:
 //! - `Tokenizer::from_file(path, lowercase: Option<bool>) -> Result<Tokenizer>`: a `vocab.txt` (one
 //!   token per line) or a `tokenizer.json` (HF, WordPiece model). `lowercase=None` means: from the
 //!   tokenizer.json's normalizer, or `true` for a vocab.txt. Errors name the file: missing
