@@ -1,7 +1,7 @@
 # Developer and CI entry points. Everything installs into ./.venv (created on first use), so a fresh
 # machine with Python >= 3.10, pip, Rust and maturin needs nothing else.
 #
-#   make demo    prepare → inspect → verify → train the tiny BERT (~3 min on CPU) → eval mlm → fine-tune on sentiment
+#   make demo    tokenizer train → prepare → inspect → verify → train a tiny LTG-BERT → eval mlm → fine-tune on sentiment
 #                (the README's main job)
 #   make test    cargo test + pytest (fetches the real corpora for the parity tests; includes the `aot` test, which
 #                compiles every Triton kernel for sm_80 / sm_90 without a GPU)
@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.24" "typer>=0.29,<0.30" "rich>=13" "tokenizers>=0.15" \
 		"xxhash>=3" "pytest>=8" "ruff>=0.6" "torch>=2.3" "transformers>=4.40" "safetensors>=0.4" "matplotlib>=3.7" \
-		"sentence-transformers>=3" "datasets>=2.18" "pyarrow>=14" "scikit-learn>=1.3" "ray>=2.9" "mypy>=1.11"
+		"sentence-transformers>=3" "datasets>=2.18" "pyarrow>=14" "scikit-learn>=1.3" "ray>=2.9" "mypy>=1.11" \
+		"tensorboard>=2.14"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -41,14 +42,17 @@ $(DATA)/.full: scripts/fetch_data.py scripts/prepare_tasks.py | venv
 fetch-data: $(DATA)/.full
 
 demo: build $(DATA)/.small
-	$(VENV)/bin/bertkit prepare $(DATA)/news.txt --tokenizer $(DATA)/vocab.txt --out runs/demo/data \
-		--instances nsp --dupe-factor 2 --overwrite
+	rm -rf runs/demo/tokenizer
+	$(VENV)/bin/bertkit tokenizer train $(DATA)/news.txt --vocab-size 2048 --out runs/demo/tokenizer
+	$(VENV)/bin/bertkit prepare $(DATA)/news.txt --tokenizer runs/demo/tokenizer/vocab.txt --out runs/demo/data \
+		--overwrite
 	$(VENV)/bin/bertkit inspect runs/demo/data --sample 1
 	$(VENV)/bin/bertkit verify runs/demo/data
 	rm -rf runs/demo/run
 	$(VENV)/bin/bertkit train --data runs/demo/data --out runs/demo/run --config configs/demo.toml
 	$(VENV)/bin/bertkit eval mlm runs/demo/run --data runs/demo/data --show 5
-	$(VENV)/bin/bertkit eval classify runs/demo/run --data $(DATA)/tasks/sentiment --epochs 3 --lr 5e-4 --quiet
+	$(VENV)/bin/bertkit eval classify runs/demo/run --data $(DATA)/tasks/sentiment --epochs 1 --max-len 64 --lr 5e-4 \
+		--quiet
 	$(VENV)/bin/bertkit eval classify --bow --data $(DATA)/tasks/sentiment --out runs/demo/bow-sentiment.json --quiet
 	@echo "loss curve: runs/demo/run/loss_curve.png"
 

@@ -45,7 +45,7 @@ def _opens(ds: Path, mode: str) -> float:
 
 
 def _train(ds: Path, out: Path, steps: int, *extra: str) -> float:
-    cmd = [sys.executable, "-m", "cli", "train", "--preset", "tiny", "--data", str(ds), "--out", str(out),
+    cmd = [sys.executable, "-m", "bertkit_cli", "train", "--preset", "tiny", "--data", str(ds), "--out", str(out),
            "--max-steps", str(steps), "--batch-size", "16", "--seq-len", "128", "--device", "cpu", "--eval-every",
            str(steps), "--log-every", "10", "-q", *extra]  # fmt: skip
     t = time.perf_counter()

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import DATA, bench_corpus, header, median, peak_rss_of, row, scaled_corpus  # noqa: E402
 
-BERTKIT = [sys.executable, "-m", "cli"]
+BERTKIT = [sys.executable, "-m", "bertkit_cli"]
 # The library call alone (no CLI start-up): prints the summary, whose `seconds` is prepare's own time.
 DRIVER = (
     "import json,sys;from bertkit.data.prepare import PrepareConfig,prepare;"

@@ -222,7 +222,18 @@ def prepared_news(vocab: Path, work: Path, name: str = "train_bench_news") -> Pa
     if not news.is_file() or not vocab.is_file():
         sys.exit(f"no {news} / {vocab}: run `python scripts/fetch_data.py --out {DATA}` (or set BERTKIT_DATA)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "cli", "prepare", str(news), "--tokenizer", str(vocab), "--out", str(out), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bertkit_cli",
+        "prepare",
+        str(news),
+        "--tokenizer",
+        str(vocab),
+        "--out",
+        str(out),
+        "-q",
+    ]
     subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
     return out
 

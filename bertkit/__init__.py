@@ -1,8 +1,8 @@
 """bertkit: pretrain, compare and evaluate BERT-family encoders.
 
-The Rust extension (`bertkit._core`) prepares corpora into memory-mapped shards; `bertkit.data`
-reads them. The library never imports typer or rich (the CLI in `cli/` does). ``bertkit.NextLevelBERT`` (document
-embeddings of a trained NextLevel run) and ``bertkit.load_run`` (any run as a model in eval mode, with
+The Rust extension (`bertkit._core`) prepares corpora into memory-mapped shards; `bertkit.data` reads them. The
+library never imports typer or rich (the CLI in `bertkit_cli/` does). ``bertkit.NextLevelBERT`` (document embeddings
+of a trained NextLevel run) and ``bertkit.load_run`` (any run as a model in eval mode, with
 ``mlm_logits(input_ids, attention_mask=None)`` → ``[B, T, V]``) load on first use, so ``import bertkit`` stays light
 (no torch).
 """

@@ -78,10 +78,10 @@ export PY OUT
 step train_smoke 65 bash -c '
     work=$(mktemp -d)
     news="$BERTKIT_DATA/news.jsonl"; [[ -f $news ]] || news="$BERTKIT_DATA/news.txt"
-    "$PY" -m cli prepare "$news" --tokenizer "$BERTKIT_DATA/vocab.txt" --out "$work/news" -q &&
-        "$PY" -m cli train --arch bert --preset small --data "$work/news" --out "$work/run" --max-steps 60 \
+    "$PY" -m bertkit_cli prepare "$news" --tokenizer "$BERTKIT_DATA/vocab.txt" --out "$work/news" -q &&
+        "$PY" -m bertkit_cli train --arch bert --preset small --data "$work/news" --out "$work/run" --max-steps 60 \
             --batch-size 64 --seq-len 128 --eval-every 60 --log-every 10 &&
-        "$PY" -m cli eval mlm "$work/run" --data "$work/news" --show 1'
+        "$PY" -m bertkit_cli eval mlm "$work/run" --data "$work/news" --show 1'
 # 8. NextLevelBERT: `bertkit encode` (bf16, length-sorted batches) vs SentenceTransformer.encode (defaults, fp32) on
 #    the same news chunks of 256 tokens; target >= 3x chunks/s.
 step encode 60 "$PY" benchmarks/nextlevel_bench.py --skip-retrieval --repeat "$REPEAT" --work "$(mktemp -d)"

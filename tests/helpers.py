@@ -101,11 +101,11 @@ def corpus_arrays(dataset: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    """Run `python -m cli ARGS` in a subprocess (a real process: exit codes, signals, no shared state)."""
+    """Run `python -m bertkit_cli ARGS` in a subprocess (a real process: exit codes, signals, no shared state)."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw
+        [sys.executable, "-m", "bertkit_cli", *args], capture_output=True, text=True, timeout=timeout, env=env, **kw
     )
 
 

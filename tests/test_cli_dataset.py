@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY_VOCAB, random_docs, write_fixture_dataset
 from typer.testing import CliRunner
 
-from cli import app
+from bertkit_cli import app
 
 NSP = [{"a": [5, 6], "b": [7], "label": 1, "positions": [1], "masked_ids": [5]}]
 

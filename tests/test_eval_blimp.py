@@ -30,7 +30,7 @@ from bertkit.eval.blimp import (  # noqa: E402
     score_sentences,
 )
 from bertkit.exceptions import ConfigError, FormatError  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 BLIMP = Path(__file__).parent / "data" / "blimp"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

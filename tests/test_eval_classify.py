@@ -21,7 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 from bertkit.eval.classify import evaluate_classify, stratified_split  # noqa: E402
 from bertkit.eval.tasks import check_labels, find_split_files, read_classification  # noqa: E402
 from bertkit.exceptions import ConfigError, FormatError  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 runner = CliRunner()
 

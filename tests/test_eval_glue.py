@@ -288,7 +288,7 @@ def test_cli_glue_on_a_run(tmp_path):
     from typer.testing import CliRunner
 
     from bertkit.train.trainer import train
-    from cli import app
+    from bertkit_cli import app
 
     ds = write_fixture_dataset(tmp_path / "ds", random_docs(40, seed=6), docs_per_shard=20)
     train(tiny_train_config(ds, tmp_path / "run", batch_size=4, max_steps=2, eval_every=0, checkpoint_every=2))

@@ -19,7 +19,7 @@ from bertkit.eval import evaluate_mlm, format_predictions  # noqa: E402
 from bertkit.exceptions import ConfigError, FormatError  # noqa: E402
 from bertkit.train.config import TrainConfig  # noqa: E402
 from bertkit.train.trainer import train  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 runner = CliRunner()
 

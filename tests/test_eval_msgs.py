@@ -157,7 +157,7 @@ def test_cli_on_an_hf_directory(backbone, tmp_path):
     from typer.testing import CliRunner
 
     from bertkit.export.hf import export_hf
-    from cli import app
+    from bertkit_cli import app
 
     tok = tmp_path / "tok"
     tok.mkdir()

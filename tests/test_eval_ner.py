@@ -20,7 +20,7 @@ from bertkit.eval.finetune import FinetuneConfig  # noqa: E402
 from bertkit.eval.ner import evaluate_ner, split_sentences  # noqa: E402
 from bertkit.eval.tasks import read_conll  # noqa: E402
 from bertkit.exceptions import ConfigError, FormatError  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from bertkit.eval import load_run  # noqa: E402
 from bertkit.train.checkpoint import load_model_state  # noqa: E402
 from bertkit.train.config import TrainConfig  # noqa: E402
 from bertkit.train.trainer import train  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 runner = CliRunner()
 

@@ -164,7 +164,7 @@ def test_an_elc_style_run_exports_its_byte_level_tokenizer(trained, data_dir, tm
     from typer.testing import CliRunner
 
     from bertkit.data.prepare import PrepareConfig, prepare
-    from cli import app
+    from bertkit_cli import app
 
     docs = held_out_documents(data_dir, 80)
     lines = [line.strip() for d in docs for line in d.splitlines() if line.strip()]

@@ -504,7 +504,7 @@ def test_trainer_checkpoint_resume_and_eval_mlm(dataset, tmp_path):
 def test_cli_train_and_eval_mlm(dataset, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from bertkit_cli import app
 
     runner = CliRunner()
     run = tmp_path / "run"
@@ -533,7 +533,7 @@ def test_cli_train_and_eval_mlm(dataset, tmp_path):
 def test_cli_bad_narrow_options_fail_before_training(dataset, tmp_path, extra, toml, needle):
     from typer.testing import CliRunner
 
-    from cli import app
+    from bertkit_cli import app
 
     run = tmp_path / "run"
     args = ["train", "--arch", "narrowbert", "--preset", "tiny", "--data", str(dataset), "--out", str(run),

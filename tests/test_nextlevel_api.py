@@ -131,7 +131,7 @@ def test_import_bertkit_stays_light():
 def test_embed_cli(nl_run, nl_world, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from bertkit_cli import app
 
     docs = nl_world[3]
     (tmp_path / "a.txt").write_text(docs[0])
@@ -191,7 +191,7 @@ def test_embed_cli_compile_gives_the_eager_vectors(nl_run, nl_world, tmp_path):
     # a short last batch share one graph); the document vectors equal the eager ones within float32 reordering
     from typer.testing import CliRunner
 
-    from cli import app
+    from bertkit_cli import app
 
     docs = nl_world[3][:7]
     with open(tmp_path / "d.jsonl", "w") as f:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from bertkit.eval.finetune import load_backbone  # noqa: E402
 from bertkit.exceptions import ConfigError  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 pytest_plugins = ["nextlevel_fixtures"]
 runner = CliRunner()

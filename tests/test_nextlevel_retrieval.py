@@ -142,7 +142,7 @@ def test_run_beside_its_encoder_baseline(nl_run, nl_world, tmp_path):
     from typer.testing import CliRunner
 
     from bertkit.eval.retrieval import evaluate_retrieval
-    from cli import app
+    from bertkit_cli import app
 
     docs = nl_world[3][:12]
     rows = [{"title": d.split(".")[0], "text": d} for d in docs]

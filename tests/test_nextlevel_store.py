@@ -148,7 +148,7 @@ def test_bad_inputs(nl_world, encoder, tmp_path):
 def test_encode_cli(nl_world, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from bertkit_cli import app
 
     runner = CliRunner(env={"COLUMNS": "300"})
     encoder_dir, dataset, store, _ = nl_world
@@ -176,7 +176,7 @@ def test_encode_cli_compile_writes_the_same_store(nl_world, tmp_path):
     # batch run through the same compiled graph, and the store equals the eager one up to float16 rounding
     from typer.testing import CliRunner
 
-    from cli import app
+    from bertkit_cli import app
 
     encoder_dir, dataset, store, _ = nl_world
     out = tmp_path / "emb"

@@ -146,7 +146,7 @@ def test_bad_input_before_the_first_step(nl_world, tmp_path):
 def test_train_cli(nl_world, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from bertkit_cli import app
 
     out = tmp_path / "cli-run"
     args = ["train", "--arch", "nextlevel", "--preset", "tiny", "--data", str(nl_world[2]), "--out", str(out)]

@@ -303,7 +303,7 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from cli import main
+from bertkit_cli import main
 sys.argv = ["bertkit", *sys.argv[2:]]
 main()
 """
@@ -336,7 +336,9 @@ def test_interrupted_run_is_incomplete_and_resume_finishes_it(tmp_path, docs, vo
     ref = tmp_path / "ref"
     assert run_cli(*args, "--out", str(ref)).returncode == 0
     out = tmp_path / "killed"
-    p = subprocess.Popen([sys.executable, "-m", "cli", *args, "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "bertkit_cli", *args, "--out", str(out)], stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while _count_records(out) < 3 and time.time() < deadline and p.poll() is None:
         time.sleep(0.01)

@@ -121,7 +121,8 @@ def test_cat_into_dev_stdin_and_a_fifo(tmp_path, docs, vocab):
     ref = tmp_path / "ref"
     prepare(PrepareConfig(inputs=[jsonl], out=ref, tokenizer=vocab))
     env = dict(os.environ)
-    cmd = f"cat {jsonl} | {sys.executable} -m cli prepare /dev/stdin --tokenizer {vocab} --out {tmp_path / 'dev'} -q"
+    out = tmp_path / "dev"
+    cmd = f"cat {jsonl} | {sys.executable} -m bertkit_cli prepare /dev/stdin --tokenizer {vocab} --out {out} -q"
     res = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     assert fingerprint(tmp_path / "dev") == fingerprint(ref)

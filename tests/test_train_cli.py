@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from bertkit_cli import app
 
 runner = CliRunner()
 
@@ -102,9 +102,10 @@ def test_unknown_toml_key_is_a_one_line_error(captured, tmp_path):
     assert "learning_rate" in result.output and "Traceback" not in result.output and not captured
 
 
-def test_bad_choice_is_a_one_line_error(captured):
+def test_bad_choice_is_a_usage_error_listing_the_choices(captured):
     result = runner.invoke(app, ["train", "--data", "d", "--out", "o", "--optimizer", "sgd"])
-    assert result.exit_code == 1 and "optimizer" in result.output and not captured
+    assert result.exit_code == 2 and all(w in result.output for w in ("--optimizer", "'sgd'", "'adamw'", "'lamb'"))
+    assert not captured and "Traceback" not in result.output
 
 
 def test_real_tiny_run_on_cpu(tmp_path):

@@ -29,7 +29,7 @@ from bertkit.train import checkpoint as ck  # noqa: E402
 from bertkit.train import trainer as trainer_mod  # noqa: E402
 from bertkit.train.metrics import plot_loss_curve, read_metrics  # noqa: E402
 from bertkit.train.trainer import train  # noqa: E402
-from cli import app  # noqa: E402
+from bertkit_cli import app  # noqa: E402
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -469,7 +469,7 @@ def test_ctrl_c_while_the_command_line_loads_is_not_a_traceback(tmp_path):
     """Today a SIGINT in the first second (typer assembling the commands) prints a KeyboardInterrupt traceback."""
     for delay in (0.15, 0.4):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+            [sys.executable, "-m", "bertkit_cli", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -107,6 +107,10 @@ class PrepareConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 flag = "--shard-size-mb" if name == "shard_size" else "--" + name.replace("_", "-")
                 raise ConfigError(f"{name} ({flag}) must be a non-negative integer, got {value!r}")
+        from bertkit.resources import THREADS_CEILING
+
+        if self.threads > THREADS_CEILING:
+            raise ConfigError(f"threads = {self.threads}: above the ceiling of {THREADS_CEILING}")
         if self.extra:
             raise ConfigError(f"unknown prepare options: {', '.join(sorted(self.extra))}")
 
@@ -145,6 +149,10 @@ def prepare(
     published: a second writer of the same directory gets `OutputLockedError` naming this process.
     """
     from bertkit import _core
+    from bertkit.resources import logical_cpus
+
+    if config.threads > logical_cpus():  # more workers than CPUs only adds contention (the output is the same)
+        config = dataclasses.replace(config, threads=logical_cpus())
     from bertkit.locks import output_lock
 
     out = os.fspath(config.out)

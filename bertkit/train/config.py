@@ -43,7 +43,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 needs the tomli backport (same API)
     import tomli as tomllib
 
-__all__ = ["RESUME_MUTABLE", "Phase", "TrainConfig", "config_diff"]
+__all__ = ["RESUME_MUTABLE", "Phase", "TrainConfig", "config_diff", "extension_of", "resume_config"]
 
 VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm", "elc")
 MASKING = ("token", "wwm", "span")
@@ -555,6 +555,51 @@ class TrainConfig:
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """A TOML run file, or a run's saved ``config.json`` (``.json``: the keys of :meth:`to_dict`), then
+        ``overrides``; ``--config RUN/config.json`` starts a new run with an old run's settings."""
+        path = Path(path)
+        if path.suffix.lower() != ".json":
+            return cls.from_toml(path, overrides)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ConfigError(f"{path}: unreadable JSON config ({e})") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a JSON object of options, got {type(data).__name__}")
+        return cls.from_dict(_merge(data, overrides or {}), source=str(path))
+
+    def extend(self, max_steps: int) -> TrainConfig:
+        """This run's config with ``max_steps`` changed, under the extension rule of ``--resume --max-steps``:
+        every step already planned keeps its place (the warmup length in steps, the step of each sequence-length
+        phase switch, which the last phase absorbs) and the decay after warmup is *stretched* to end at the new
+        ``max_steps``. A *continued* schedule would sit at its final value (``min_lr_ratio``, 0 by default) after
+        the old end, so the added steps would not learn; stretched, from the resumed step on the learning rate is
+        the one a run planned for ``max_steps`` has there (it jumps up from the old end's value)."""
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(f"max_steps = {max_steps!r} must be an integer >= 1")
+        if max_steps == self.max_steps:
+            return TrainConfig.from_dict(self.to_dict(), source="extension")
+        data = self.to_dict()
+        warmup = self.warmup_steps()
+        if self.schedule == "one-cycle" and warmup == 0:
+            warmup = self.max_steps // 2  # one-cycle without warmup rises over half the run: keep that peak's step
+        data["max_steps"] = max_steps
+        data["warmup"] = min(warmup, max_steps)
+        starts = self.phase_starts()
+        if self.long_after > 0:
+            data["long_after"] = starts[1] / max_steps
+        elif self.phases:
+            ends = [*starts[1:], max_steps]
+            data["phases"] = [
+                {**p, "fraction": (end - start) / max_steps}
+                for p, start, end in zip(self.phases, starts, ends, strict=True)
+            ]
+        return TrainConfig.from_dict(data, source=f"max_steps {self.max_steps} → {max_steps}")
+
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
@@ -587,6 +632,76 @@ def _resolve(config: Mapping[str, Any], key: str, absent: Any = None) -> Any:
         return 1e-8 if config.get("arch", "bert") == "nextlevel" else 1e-6
     faithful = config.get("optimizer") == "lamb" and config.get("lamb_trust_ratio") == "elc-faithful"
     return 1.0 if faithful else 10.0
+
+
+_EXTENSION_KEYS = ("max_steps", "warmup", "phases", "long_after")
+
+
+def extension_of(saved: Mapping[str, Any], config: TrainConfig) -> TrainConfig | None:
+    """When ``config`` resumes the run whose saved config is ``saved`` with another ``max_steps`` (and otherwise the
+    saved schedule keys, as given or already extended), the config under the extension rule
+    (:meth:`TrainConfig.extend`); None when ``max_steps`` is unchanged or the schedule keys changed otherwise (a
+    real difference, which the resume check refuses)."""
+    if saved.get("max_steps") == config.max_steps:
+        return None
+    try:
+        old = TrainConfig.from_dict(
+            {k: v for k, v in saved.items() if k in TrainConfig.field_names()}, source="saved config"
+        )
+        extended = old.extend(config.max_steps)
+    except ConfigError:
+        return None
+    mine = config.to_dict()
+    ext = extended.to_dict()
+    as_saved = {k: mine[k] for k in _EXTENSION_KEYS if k != "max_steps"} == {
+        k: saved.get(k) for k in _EXTENSION_KEYS if k != "max_steps"
+    }
+    as_extended = all(mine[k] == ext[k] for k in _EXTENSION_KEYS)
+    if not (as_saved or as_extended):
+        return None
+    return TrainConfig.from_dict({**mine, **{k: ext[k] for k in _EXTENSION_KEYS}}, source="extension")
+
+
+def resume_config(run_dir: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The config that resumes ``run_dir`` from the run alone: its saved ``config.json`` with ``overrides`` (flags;
+    None values ignored). Keys of :data:`RESUME_MUTABLE` may change; ``max_steps`` extends (or shortens) the run
+    under the rule of :meth:`TrainConfig.extend`; any other key that differs from the saved value is a ConfigError
+    naming it."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir}: no config.json to resume from (not a bertkit run directory, or its first session never "
+            "started); give the run's --config / flags"
+        )
+    saved = TrainConfig.from_file(path)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    saved_dict = saved.to_dict()
+    refused = []
+    for key, value in given.items():
+        if key in RESUME_MUTABLE or key == "max_steps":
+            continue
+        if key == "model" and isinstance(value, Mapping):
+            refused += [
+                f"model.{k} (saved {saved.model.get(k, '<preset>')!r}, given {v!r})"
+                for k, v in value.items()
+                if saved.model.get(k, _ABSENT) != v
+            ]
+        elif _resolve(saved_dict, key, _ABSENT) != value:
+            refused.append(f"{key} (saved {_resolve(saved_dict, key, '<absent>')!r}, given {value!r})")
+    if refused:
+        mutable = ", ".join(sorted(RESUME_MUTABLE | {"max_steps"}))
+        raise ConfigError(
+            f"{run_dir}: cannot change mid-run: {'; '.join(refused)}. A resumed run may change {mutable}; start a "
+            "new run directory for the rest (e.g. --config " + str(path) + " --out NEW)"
+        )
+    config = saved.with_overrides({k: v for k, v in given.items() if k in RESUME_MUTABLE})
+    if "max_steps" in given:
+        config = config.extend(int(given["max_steps"]))
+    return config
+
+
+_ABSENT = object()
 
 
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: frozenset[str] = RESUME_MUTABLE) -> list[str]:

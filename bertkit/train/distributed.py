@@ -1,8 +1,8 @@
 """Data-parallel training under ``torchrun``: process group, model wrapping, reductions.
 
-``torchrun --nproc_per_node=N -m cli train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and the rendezvous
-address); :func:`init_distributed` then joins the process group (``nccl`` on CUDA, ``gloo`` on CPU, so tests run two
-CPU ranks). Without those variables everything here degrades to a single process.
+``torchrun --nproc_per_node=N -m bertkit_cli train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and the
+rendezvous address); :func:`init_distributed` then joins the process group (``nccl`` on CUDA, ``gloo`` on CPU, so
+tests run two CPU ranks). Without those variables everything here degrades to a single process.
 
 Each rank reads its slice of every global batch (``PretrainingData(rank=, world_size=)``); only rank 0 writes
 metrics and checkpoints. DDP averages gradients over ranks, so W ranks with batch B equal one rank with gradient

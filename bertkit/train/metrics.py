@@ -97,6 +97,29 @@ class MetricsWriter:
                     self._tb.add_scalar(f"{kind}/{k}", v, step)
         return record
 
+    def log_config(self, config: Mapping[str, Any], model_config: Mapping[str, Any], arch: str) -> None:
+        """The resolved run and model config to TensorBoard: a ``config`` text (the JSON of both) and the hparams
+        plugin's table (scalar, string and boolean fields; ``model.*`` for the model's), against the metrics
+        ``eval/mlm_loss``, ``eval/mlm_accuracy`` and ``train/loss`` that the run logs."""
+        if self._tb is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        text = json.dumps({"arch": arch, "config": dict(config), "model_config": dict(model_config)}, indent=2)
+        self._tb.add_text("config", "```\n" + text + "\n```", 0)
+        flat = {"arch": arch, **dict(config), **{f"model.{k}": v for k, v in model_config.items()}}
+        table = {
+            k: v
+            for k, v in flat.items()
+            if isinstance(v, (bool, str)) or (isinstance(v, (int, float)) and math.isfinite(v))
+        }
+        table.update({k: json.dumps(v) for k, v in flat.items() if isinstance(v, (list, dict)) and v})
+        metrics = {"eval/mlm_loss": None, "eval/mlm_accuracy": None, "train/loss": None}
+        experiment, start, end = hparams(table, metrics)
+        for summary in (experiment, start, end):  # into this run's own event file (add_hparams would add a sub-run)
+            self._tb.file_writer.add_summary(summary)
+        self._tb.flush()
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

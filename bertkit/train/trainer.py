@@ -33,7 +33,7 @@ import torch
 
 from bertkit.exceptions import BertkitError, ConfigError, FormatError
 from bertkit.train import checkpoint as ckpt_lib
-from bertkit.train.config import TrainConfig
+from bertkit.train.config import TrainConfig, extension_of
 from bertkit.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -239,13 +239,17 @@ def _build_model(config: TrainConfig, data: Any) -> tuple[torch.nn.Module, Any, 
             f"architecture {arch.name!r} has no NSP head (it pretrains with MLM only); view {config.view!r} needs one: "
             "use view = 'mlm' or 'static-mlm'"
         )
+    _check_positions(config, model_config)
+    return model, model_config, arch.name
+
+
+def _check_positions(config: TrainConfig, model_config: Any) -> None:
     max_pos = getattr(model_config, "max_position_embeddings", None)
     if max_pos is not None and config.max_seq_len() > max_pos:
         raise ConfigError(
             f"seq_len {config.max_seq_len()} is above the model's max_position_embeddings {max_pos} "
             f"(preset {config.preset!r}); lower seq_len or raise max_position_embeddings in [model]"
         )
-    return model, model_config, arch.name
 
 
 def _check_model_options(config: TrainConfig) -> None:
@@ -255,6 +259,7 @@ def _check_model_options(config: TrainConfig) -> None:
 
     arch = get_architecture(config.arch)
     known = set(arch.config_class.field_names())
+    model_config = None
     try:
         unknown = [k for k in config.model if k not in known]
         if unknown:  # the same message make_config gives, also when init_from skips it
@@ -263,11 +268,13 @@ def _check_model_options(config: TrainConfig) -> None:
                 + ", ".join(arch.config_class.field_names())
             )
         if not config.init_from:
-            arch.make_config(config.preset, **config.model)
+            model_config = arch.make_config(config.preset, **config.model)
     except ConfigError as e:  # name where the [model] keys came from (the TOML file, the command line)
         keys = unknown or list(config.model)
         sources = sorted({w for k in keys if (w := config.model_source(k))})
         raise ConfigError(f"{', '.join(sources)}: [model]: {e}" if sources else str(e)) from None
+    if model_config is not None and arch.data_kind != "embeddings":  # before the data open
+        _check_positions(config, model_config)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -540,6 +547,24 @@ def _train(
         notes.append(f"resume: no complete checkpoint in {run_dir}; starting from step 0")
     if resume and existing is not None:
         existing = _intact_checkpoint(run_dir, notes, emit if info.is_main else None)
+    extended_from: int | None = None  # the saved max_steps when this session extends (or shortens) the run
+    if resume and existing is not None:
+        saved_config = ckpt_lib.read_config(existing)
+        extension = extension_of(saved_config, config)
+        if extension is not None:
+            reached = int(ckpt_lib.read_meta(existing).get("step", 0))
+            if config.max_steps < reached:
+                raise ConfigError(
+                    f"max_steps = {config.max_steps} is below step {reached}, which {existing} already reached"
+                )
+            extended_from = int(saved_config["max_steps"])
+            config = extension
+            notes.append(
+                f"max_steps {extended_from} → {config.max_steps}: warmup and phase switches keep their steps, the "
+                "decay is stretched to the new end"
+            )
+        phases = config.resolved_phases()
+        phase_starts = config.phase_starts()
     # every phase's data opens now, so a bad seq_len / dataset fails before training
     train_data = [_open_data(config, p.seq_len, p.batch_size, "train", info) for p in phases]
     data0 = train_data[0]
@@ -547,7 +572,10 @@ def _train(
     config_dict = config.to_dict()
     model_config_dict = model_config.to_dict()
     if resume and existing is not None:
-        ckpt_lib.check_compatible(existing, config_dict, arch_name, model_config_dict, world_size=info.world_size)
+        checked = dict(config_dict)
+        if extended_from is not None:  # the schedule keys changed under the extension rule, nothing else may
+            checked.update({k: saved_config.get(k) for k in ("max_steps", "warmup", "phases", "long_after")})
+        ckpt_lib.check_compatible(existing, checked, arch_name, model_config_dict, world_size=info.world_size)
 
     # ------------------------------------------------------------------ model, optimiser, schedule
     sharded = config.fsdp and info.enabled
@@ -595,6 +623,11 @@ def _train(
             load_full_optimizer_state(wrapped, optimizer, full)
         step = int(state["step"])
         data_state = dict(state["data_state"])
+        if extended_from is not None:  # the next update follows the new schedule, not the saved one's last value
+            factor = scheduler.lr_lambdas[0](step)
+            for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+                group["lr"] = base * factor
+            scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
         emit({"event": "resumed", "step": step, "checkpoint": str(existing)})
     forward_model = torch.compile(wrapped) if config.compile else wrapped
 
@@ -608,6 +641,7 @@ def _train(
     metrics = MetricsWriter(run_dir, tensorboard=config.tensorboard, enabled=info.is_main, purge_step=purge)
     if metrics.tensorboard_note:
         notes.append(metrics.tensorboard_note)
+    metrics.log_config(config_dict, model_config_dict, arch_name)
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
 
     def phase_at(s: int) -> int:

@@ -27,14 +27,36 @@ def _catch_interrupt_while_loading() -> object:
 
 _previous = _catch_interrupt_while_loading()
 
-from cli._common import make_app  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from bertkit_cli._common import make_app  # noqa: E402
 
 app = make_app(help="bertkit: prepare corpora, pretrain and evaluate BERT-family encoders.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import bertkit
+
+        typer.echo(f"bertkit {bertkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """bertkit: prepare corpora, pretrain and evaluate BERT-family encoders."""
+
+
 def _register() -> None:
-    from cli import dataset, encode, export, prepare, tokenizer, train
-    from cli import eval as eval_cmd
+    from bertkit_cli import dataset, encode, export, prepare, tokenizer, train
+    from bertkit_cli import eval as eval_cmd
 
     prepare.register(app)
     dataset.register(app)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cli._common import console, user_errors
+from bertkit_cli._common import PlainLines, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             "  bertkit encode data/books --out data/books-emb --compile   # long CPU jobs: torch.compile, ~1.2x\n\n"
             "  for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i bertkit encode data/books --out data/books-emb "
             "--shard $i/4 & done; wait   # 4 GPUs; the last one to finish writes the manifest\n\n"
-            "  torchrun --nproc-per-node 8 -m cli encode data/books --out data/books-emb  # shards: RANK/WORLD_SIZE"
+            "  torchrun --nproc-per-node 8 -m bertkit_cli encode data/books --out data/books-emb  # RANK/WORLD_SIZE"
         ),
     )(encode)
     app.command(
@@ -69,7 +69,10 @@ def encode(
         str | None, typer.Option(help="I/N: encode only this process's share (default: torchrun's RANK/WORLD_SIZE).")
     ] = None,
     shard_chunks: Annotated[int, typer.Option(help="Chunks per store shard (the unit of resume).")] = 1 << 16,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads for torch (capped to the logical CPUs).", show_default="torch's default"),
+    ] = None,
     compile: Annotated[
         bool,
         typer.Option(
@@ -86,6 +89,7 @@ def encode(
     """Embed every chunk of a dataset with a sentence-transformers encoder into a float16 embedding store
     (length-sorted batches, bf16 on GPU, resumable: run it again after an interruption)."""
     from bertkit.encode.store import encode_dataset
+    from bertkit.resources import cap_threads
 
     with user_errors():
         parsed = _parse_shard(shard)
@@ -94,7 +98,10 @@ def encode(
 
             if torch.cuda.is_available():
                 device = f"cuda:{os.environ['LOCAL_RANK']}"
-        if threads > 0:
+        threads, note = cap_threads(threads)
+        if note:
+            console.print(f"[yellow]note[/]: {note}", highlight=False)
+        if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
@@ -179,6 +186,8 @@ class _Progress:
         self.label, self.unit, self.enabled = label, unit, enabled
         self.progress: Any = None
         self.task: Any = None
+        self.plain: PlainLines | None = None
+        self.first_done = 0
         self.t0 = time.perf_counter()
 
     def __enter__(self) -> _Progress:
@@ -186,6 +195,16 @@ class _Progress:
 
     def update(self, done: int, total: int) -> None:
         if not self.enabled:
+            return
+        if not interactive():  # a batch job / pipe / CI log: a plain line every BERTKIT_PROGRESS_EVERY seconds
+            if self.plain is None:
+                self.plain, self.first_done = PlainLines(self.label), done  # a resumed job starts above 0
+            if self.plain.due() or done >= total:
+                new = done - self.first_done
+                rate = new / max(self.plain.elapsed(), 1e-9)
+                pct = f" ({100 * done / total:.0f}%)" if total else ""
+                eta = self.plain.eta(new, total - self.first_done)
+                self.plain.emit(f"{done:,}/{total:,} {self.unit}{pct}  {rate:,.1f} {self.unit}/s  ETA {eta}")
             return
         if self.progress is None:  # drawn from the first report on, so that bad input shows only its error
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

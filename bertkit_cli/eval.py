@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cli._common import console, make_app, user_errors
+from bertkit_cli._common import console, make_app, user_errors
 
 eval_app = make_app(help="Evaluate a trained run.")
 

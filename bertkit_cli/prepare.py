@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli._common import console, user_errors
+from bertkit_cli._common import PlainLines, console, interactive, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +68,10 @@ def prepare(
         str, typer.Option(help="nanobert: drop characters outside [a-zA-Z0-9\\s,.!?'\"-] (my-best-day/medium).")
     ] = "",
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 12345,
-    threads: Annotated[int, typer.Option(help="Worker threads (0: all cores).")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Worker threads (capped to the logical CPUs).", show_default="all logical CPUs"),
+    ] = None,
     shard_size_mb: Annotated[float, typer.Option(help="Input text per corpus shard, MB.")] = 64.0,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset already in --out.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its completed shards.")] = False,
@@ -88,10 +91,14 @@ def prepare(
     from bertkit.data.prepare import PrepareConfig
     from bertkit.data.prepare import prepare as run_prepare
     from bertkit.exceptions import ConfigError
+    from bertkit.resources import cap_threads
 
     with user_errors():
         if one_doc_per_line and sentences_per_line:
             raise ConfigError("--one-doc-per-line and --sentences-per-line exclude each other")
+        threads, note = cap_threads(threads)
+        if note:
+            console.print(f"[yellow]note[/]: {note}", highlight=False)
         doc_mode = "blank-line"
         if one_doc_per_line:
             doc_mode = "one-doc-per-line"
@@ -106,7 +113,7 @@ def prepare(
             text_field=text_field,
             on_invalid_utf8=on_invalid_utf8,
             splitter=splitter,
-            threads=threads,
+            threads=threads or 0,
             shard_size=int(shard_size_mb * (1 << 20)),
             instances=instances or [],
             seed=seed,
@@ -152,9 +159,16 @@ def prepare(
 
 
 class _PrepareProgress:
-    """A rich progress bar fed by the counters the Rust workers bump."""
+    """A rich progress bar fed by the counters the Rust workers bump; in a non-terminal log, a plain line every
+    ``BERTKIT_PROGRESS_EVERY`` seconds (MB read, MB/s, documents, tokens, ETA; instances built)."""
+
+    plain: PlainLines | None = None
 
     def __enter__(self) -> _PrepareProgress:
+        self.stage = "tokenize"
+        if not interactive():
+            self.plain = PlainLines("prepare")
+            return self
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -181,7 +195,27 @@ class _PrepareProgress:
         self.stage = "tokenize"
         return self
 
+    def _plain_update(self, c: dict) -> None:
+        assert self.plain is not None
+        changed = c["stage"] != self.stage
+        self.stage = c["stage"]
+        if self.stage not in ("tokenize", "instances") or not (changed or self.plain.due()):
+            return  # "done": the summary line follows
+        if self.stage == "tokenize":
+            done, total = c["bytes"], c["total_bytes"] or None
+            of = f"/{total / 1e6:,.1f}" if total else ""
+            rate = done / 1e6 / max(self.plain.elapsed(), 1e-9)
+            self.plain.emit(
+                f"tokenize {done / 1e6:,.1f}{of} MB  {rate:,.1f} MB/s  {c['documents']:,} docs  {c['tokens']:,} tokens"
+                f"  ETA {self.plain.eta(done, total)}"
+            )
+        else:
+            self.plain.emit(f"{self.stage} {c['instances']:,} instances")
+
     def update(self, c: dict) -> None:
+        if self.plain is not None:
+            self._plain_update(c)
+            return
         if c["stage"] != self.stage and c["stage"] == "instances":
             self.progress.update(self.task, completed=c["total_bytes"])
             self.stage = "instances"
@@ -193,7 +227,8 @@ class _PrepareProgress:
             self.progress.update(self.task, detail=f"{c['instances']:,} instances")
 
     def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
+        if self.plain is None:
+            self.progress.__exit__(*exc)
 
 
 def _print_summary(summary: dict, seconds: float) -> None:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli._common import console, user_errors
+from bertkit_cli._common import console, user_errors
 
 out = Console(highlight=False)  # results go to stdout; errors and progress to stderr (cli._common.console)
 
@@ -184,6 +184,8 @@ def merge(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("inspect")(inspect)
-    app.command("verify")(verify)
-    app.command("merge")(merge)
+    app.command("inspect", epilog="Examples:\n\n  bertkit inspect data/ds\n\n  bertkit inspect data/ds --sample 2")(
+        inspect
+    )
+    app.command("verify", epilog="Examples:\n\n  bertkit verify data/ds")(verify)
+    app.command("merge", epilog="Examples:\n\n  bertkit merge data/part1 data/part2 --out data/all")(merge)

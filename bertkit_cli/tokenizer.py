@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,14 +11,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli._common import console, make_app, user_errors
+from bertkit.tokenizers import STYLES
+from bertkit_cli._common import choice, console, make_app, user_errors
 
 out = Console(highlight=False)
-
-
-class Style(str, Enum):
-    bert = "bert"
-    elc = "elc"
 
 
 def train(
@@ -29,8 +24,8 @@ def train(
     vocab_size: Annotated[int, typer.Option("--vocab-size", min=1, help="Vocabulary size.", show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for tokenizer.json and vocab.txt.")],
     style: Annotated[
-        Style, typer.Option("--style", help="bert (## pieces) or elc (byte-level, ELC-BERT).")
-    ] = Style.bert,
+        choice(STYLES), typer.Option("--style", help="bert (## pieces) or elc (byte-level, ELC-BERT).")
+    ] = "bert",
     min_frequency: Annotated[
         int | None, typer.Option("--min-frequency", min=0, help="Default: 2 (bert), 10 (elc).", show_default=False)
     ] = None,
@@ -46,14 +41,14 @@ def train(
                 corpus,
                 out_dir,
                 vocab_size,
-                style=style.value,
+                style=style,
                 min_frequency=min_frequency,
                 lowercase=lowercase,
                 text_field=text_field,
             )
     for path, n in summary["latin1_lines"].items():
         console.print(f"[yellow]warning[/]: {escape(path)}: {n} line(s) not UTF-8, read as latin-1", soft_wrap=True)
-    t = Table(show_header=False, title=f"{style.value} tokenizer", title_justify="left", title_style="bold")
+    t = Table(show_header=False, title=f"{style} tokenizer", title_justify="left", title_style="bold")
     t.add_column(style="cyan")
     t.add_column()
     t.add_row("vocab size", f"{summary['vocab_size']:,} (asked {summary['requested_vocab_size']:,})")
@@ -67,5 +62,12 @@ def train(
 
 def register(app: typer.Typer) -> None:
     tok_app = make_app(help="Train tokenizers.")
-    tok_app.command("train")(train)
+    tok_app.command(
+        "train",
+        epilog=(
+            "Examples:\n\n"
+            "  bertkit tokenizer train corpus.txt --vocab-size 16384 --out tok/\n\n"
+            "  bertkit tokenizer train 'books/*.jsonl' --vocab-size 8192 --out tok-elc/ --style elc"
+        ),
+    )(train)
     app.add_typer(tok_app, name="tokenizer")

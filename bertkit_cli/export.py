@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli._common import console, make_app, user_errors
+from bertkit_cli._common import console, make_app, user_errors
 
 export_app = make_app(help="Export a trained run.")
 

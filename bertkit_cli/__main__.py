@@ -1,0 +1,3 @@
+from bertkit_cli import main
+
+main()
