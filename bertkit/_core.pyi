@@ -24,6 +24,7 @@ __all__ = [
     "mlm_view",
     "mlm_rows",
     "chunk_view",
+    "elc_view",
     "MlmStream",
 ]
 
@@ -155,7 +156,13 @@ def mlm_rows(dataset: _Path, starts: npt.ArrayLike, seq_len: int = 128) -> npt.N
 
 def chunk_view(dataset: _Path, chunk_size: int = 256) -> _ChunkView:
     """NextLevelBERT chunk token ranges of a prepared dataset. ``chunk_size = N > 0``: each document's tokens cut into
-    pieces of ``N - 2`` tokens (the last one shorter); ``0``: one sentence per chunk."""
+    pieces of ``N - 2`` tokens (the last one shorter); ``0``: one sentence per chunk (at most 254 tokens)."""
+
+def elc_view(dataset: _Path, seq_len: int = 128) -> _ChunkView:
+    """ELC-BERT's rows (ltgoslo/elc-bert `pre_training/cache_dataset.py`) as global token ranges without [CLS]/[SEP]:
+    per document, sentences appended until a row exceeds ``seq_len - 2`` tokens, that row cut to ``seq_len - 2``, the
+    next one starting with the whole overflowing sentence; the rows of document d are
+    ``document_offsets[d] : document_offsets[d + 1]``."""
 
 @final
 class MlmStream:

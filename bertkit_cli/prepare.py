@@ -61,6 +61,12 @@ def prepare(
     fix_quirks: Annotated[bool, typer.Option(help="Correct Google's quirks instead of reproducing them.")] = False,
     mlm_seq_len: Annotated[int, typer.Option(help="Packed MLM length (0: --max-seq-length).")] = 0,
     chunk_size: Annotated[int, typer.Option(help="NextLevelBERT chunk tokens (0: sentence chunks).")] = 256,
+    paragraph_token: Annotated[
+        str, typer.Option(help="Token ending every paragraph (a line of a document), e.g. [PAR] (ELC-BERT).")
+    ] = "",
+    text_filter: Annotated[
+        str, typer.Option(help="nanobert: drop characters outside [a-zA-Z0-9\\s,.!?'\"-] (my-best-day/medium).")
+    ] = "",
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 12345,
     threads: Annotated[
         int | None,
@@ -120,6 +126,8 @@ def prepare(
             fix_quirks=fix_quirks,
             mlm_seq_len=mlm_seq_len,
             chunk_size=chunk_size,
+            paragraph_token=paragraph_token,
+            text_filter=text_filter,
             overwrite=overwrite,
             resume=resume,
         )

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bertkit.data.masking import _random_ids, mask_tokens, random_span_ids, word_ids  # noqa: E402
+from bertkit.data.masking import _random_ids, fixed_capacity, mask_tokens, random_span_ids, word_ids  # noqa: E402
 from bertkit.exceptions import ConfigError  # noqa: E402
 
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
@@ -43,16 +43,22 @@ def test_budget_eligibility_labels(strategy):
     masked, pos, labels = mask_tokens(
         ids, special, vocab_size=V, mask_id=MASK, strategy=strategy, word_start=ws, generator=g
     )
-    M = round(0.15 * 16 * 64)
+    M = fixed_capacity(16, 64, 0.15)
+    assert M == 16 * math.ceil(0.15 * 64)
     assert pos.shape == (M,) and labels.shape == (M,) and masked.shape == ids.shape
     assert pos.dtype == torch.int64 and labels.dtype == torch.int64
     assert torch.unique(pos).numel() == M and bool((pos[1:] > pos[:-1]).all())
     assert int(pos.min()) >= 0 and int(pos.max()) < ids.numel()
-    # Plenty of eligible tokens: every entry is a real prediction.
-    assert bool((labels != -100).all())
+    # Each row masks floor or ceil of 15 % of its real tokens; the rest of the capacity is -100 padding.
+    real = labels != -100
     flat_special = special.reshape(-1)
-    assert not bool(flat_special[pos].any())
-    assert torch.equal(labels, ids.reshape(-1)[pos])
+    assert not bool(flat_special[pos[real]].any())
+    assert torch.equal(labels[real], ids.reshape(-1)[pos[real]])
+    rows = torch.bincount(pos[real] // 64, minlength=16)
+    expected = 0.15 * (~special).sum(dim=1)
+    assert bool((rows >= torch.floor(expected)).all() and (rows <= torch.ceil(expected)).all()), (rows, expected)
+    padding = pos[~real]
+    assert torch.equal(masked.reshape(-1)[padding], ids.reshape(-1)[padding])
     # Outside the chosen positions (and on every special/pad) the input is untouched.
     untouched = torch.ones(ids.numel(), dtype=torch.bool)
     untouched[pos] = False
@@ -71,12 +77,16 @@ def test_proportions_80_10_10():
     )
     cat = categories(ids.reshape(-1)[pos], masked.reshape(-1)[pos])
     frac = torch.bincount(cat, minlength=3).double() / cat.numel()
-    assert pos.numel() == round(0.15 * 512 * 128)
+    assert pos.numel() == fixed_capacity(512, 128, 0.15)
+    real = labels != -100
+    cat = cat[real]
+    frac = torch.bincount(cat, minlength=3).double() / cat.numel()
     assert abs(frac[0] - 0.8) < 0.015 and abs(frac[1] - 0.1) < 0.01 and abs(frac[2] - 0.1) < 0.01, frac
-    randoms = masked.reshape(-1)[pos][cat == 1]
+    randoms = masked.reshape(-1)[pos][real][cat == 1]
     assert not bool(torch.isin(randoms, SPECIALS).any())
     # The custom split: 50 % mask, 50 % random, nothing kept.
-    masked, pos, _ = mask_tokens(ids, special, vocab_size=V, mask_id=MASK, mask_p=0.5, random_p=0.5, generator=g)
+    masked, pos, labels = mask_tokens(ids, special, vocab_size=V, mask_id=MASK, mask_p=0.5, random_p=0.5, generator=g)
+    pos = pos[labels != -100]
     cat = categories(ids.reshape(-1)[pos], masked.reshape(-1)[pos])
     frac = torch.bincount(cat, minlength=3).double() / cat.numel()
     assert abs(frac[0] - 0.5) < 0.02 and frac[2] < 0.001, frac
@@ -103,7 +113,7 @@ def test_wwm_takes_whole_words():
     )
     B, T = ids.shape
     chosen = torch.zeros(B * T, dtype=torch.bool)
-    chosen[pos] = True
+    chosen[pos[labels != -100]] = True
     chosen = chosen.reshape(B, T)
     wid = word_ids(ws)
     eligible = ~special
@@ -113,7 +123,7 @@ def test_wwm_takes_whole_words():
             members = (wid[b] == w) & eligible[b]
             if not bool(chosen[b][members].all()):
                 partial += 1
-    assert partial <= 1  # only the word at the budget's cut may be incomplete
+    assert partial <= B  # only the word at a row's cut may be incomplete
     # Corrected WWM: one 80/10/10 decision per word.
     cat = categories(ids, masked)
     mixed = 0
@@ -177,7 +187,7 @@ def test_span_masking_whole_spans_and_per_span_replacement():
     span = random_span_ids(tuple(ids.shape), generator=torch.Generator().manual_seed(9))
     B, T = ids.shape
     chosen = torch.zeros(B * T, dtype=torch.bool)
-    chosen[pos] = True
+    chosen[pos[labels != -100]] = True
     chosen = chosen.reshape(B, T)
     cat = categories(ids, masked)
     partial = mixed = taken = 0
@@ -187,9 +197,10 @@ def test_span_masking_whole_spans_and_per_span_replacement():
             taken += 1
             partial += int(not bool(chosen[b][members].all()))
             mixed += int(torch.unique(cat[b][(span[b] == s) & chosen[b]]).numel() > 1)
-    assert taken > 100 and partial <= 1 and mixed == 0
-    assert torch.equal(labels, ids.reshape(-1)[pos])
-    assert not bool(special.reshape(-1)[pos].any())
+    assert taken > 100 and partial <= B and mixed == 0
+    real = labels != -100
+    assert torch.equal(labels[real], ids.reshape(-1)[pos[real]])
+    assert not bool(special.reshape(-1)[pos[real]].any())
     # Per-token decisions when asked: spans then mix [MASK] with kept/random tokens.
     masked_t, _, _ = mask_tokens(
         ids,
@@ -278,9 +289,34 @@ def test_config_errors():
 
 def test_rate_default_budget_rounds():
     ids, special, _ = make_batch(3, 10)
-    _, pos, _ = mask_tokens(ids, special, vocab_size=V, mask_id=MASK, rate=0.25)
-    assert pos.numel() == round(0.25 * 30) == 8
-    assert math.isclose(pos.numel() / ids.numel(), 0.25, abs_tol=0.02)
+    _, pos, labels = mask_tokens(ids, special, vocab_size=V, mask_id=MASK, rate=0.25)
+    assert pos.numel() == 3 * math.ceil(0.25 * 10) == 9
+
+
+@pytest.mark.parametrize("T", [128, 512])
+@pytest.mark.parametrize("strategy", ["token", "wwm", "span"])
+def test_share_of_real_tokens_is_the_rate(T, strategy):
+    # Padded rows (half to full length) with [CLS]/[SEP]: the share of the real tokens masked is the rate, not
+    # rate · T / real (what a budget over B · T gives: ~20 % here).
+    ids, special, ws = make_batch(256, T, seed=T)
+    g = torch.Generator().manual_seed(1)
+    _, pos, labels = mask_tokens(
+        ids, special, vocab_size=V, mask_id=MASK, strategy=strategy, word_start=ws, generator=g
+    )
+    share = int((labels != -100).sum()) / int((~special).sum())
+    assert abs(share - 0.15) < 0.005, share
+
+
+def test_max_per_row_caps_each_row():
+    ids, special, ws = make_batch(64, 128, seed=3, pad_rows=False)
+    g = torch.Generator().manual_seed(2)
+    _, pos, labels = mask_tokens(ids, special, vocab_size=V, mask_id=MASK, rate=0.3, max_per_row=20, generator=g)
+    assert pos.numel() == 64 * 20
+    rows = torch.bincount(pos[labels != -100] // 128, minlength=64)
+    assert int(rows.max()) == 20 and int(rows.min()) == 20  # 0.3 · 126 = 37.8 > 20: every row at the cap
+    for bad in (0, 129, 2.5, True):
+        with pytest.raises(ConfigError, match="max_per_row"):
+            mask_tokens(ids, special, vocab_size=V, mask_id=MASK, max_per_row=bad)
 
 
 @pytest.mark.gpu
@@ -306,6 +342,7 @@ def test_cuda_no_host_sync(strategy):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert masked.device.type == "cuda" and pos.device.type == "cuda"
-    assert pos.numel() == round(0.15 * ids.numel())
-    assert not bool(special.reshape(-1)[pos].any())
-    assert torch.equal(labels, ids.reshape(-1)[pos])
+    assert pos.numel() == fixed_capacity(64, 128, 0.15)
+    real = labels != -100
+    assert not bool(special.reshape(-1)[pos[real]].any())
+    assert torch.equal(labels[real], ids.reshape(-1)[pos[real]])

@@ -84,6 +84,34 @@ def test_random_replacement_with_two_chunks_swaps_them():
     assert inputs[0, 1].tolist() == [3.0, 4.0] and inputs[0, 2].tolist() == [1.0, 2.0]
 
 
+def test_original_random_pool_draws_any_position_of_the_batch():
+    # next-level-bert's insert_special_vectors: sentences[randperm(B*T)], so [CLS]/[SEP] zero vectors and the
+    # position itself can replace a chosen chunk; "other-chunks" never gives either.
+    emb, special = _batch(B=8, T=8, E=4, seed=3)
+    flat = emb.reshape(-1, 4)
+    for pool, original in (("batch", True), ("other-chunks", False)):
+        zero = same = n = 0
+        for seed in range(20):
+            inputs, _, positions, _ = mask_chunks(
+                emb, special, rate=1.0, mask_p=0.0, random_p=1.0, random_pool=pool,
+                generator=torch.Generator().manual_seed(seed),
+            )  # fmt: skip
+            rows = inputs.reshape(-1, 4)[positions]
+            zero += int((rows == 0).all(-1).sum())
+            same += int((rows == flat[positions]).all(-1).sum())
+            n += len(positions)
+        if original:  # every position of the batch is a source with the same probability (16 of 64 are zeros)
+            assert same > 0 and abs(zero / n - 0.25) < 0.06, (zero, same, n)
+        else:
+            assert zero == 0 and same == 0
+    with pytest.raises(ConfigError, match="random_pool"):
+        mask_chunks(emb, special, random_pool="vocab")
+    from bertkit.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="chunk_random_pool = 'vocab' is not one of other-chunks, batch"):
+        TrainConfig(arch="nextlevel", chunk_random_pool="vocab")
+
+
 @pytest.mark.parametrize("loss", ["smoothl1", "l1", "mse", "cosine"])
 def test_losses_against_hand_computation(loss):
     pred = torch.tensor([[0.5, -2.0], [1.0, 1.0], [0.0, 3.0]])

@@ -94,6 +94,49 @@ def test_output_is_identical_for_any_thread_count(tmp_path, docs, vocab):
     assert manifest(a)["totals"]["instances"]["nsp"] > len(docs)
 
 
+def test_nsp_negatives_come_from_every_input_file(tmp_path, docs, vocab):
+    # One document per file (books, the BBC folders): Google pools every document of the run, so a
+    # random-next B segment is (almost) never taken from A's own document; any thread count agrees.
+    files = [write_text_corpus(tmp_path / f"doc{i:03d}.txt", [d]) for i, d in enumerate(docs[:120])]
+    kw = dict(instances=["nsp"], dupe_factor=2, shard_size=2048)
+    a, _ = run(tmp_path, files, vocab, name="t1", threads=1, **kw)
+    b, _ = run(tmp_path, files, vocab, name="t2", threads=2, **kw)
+    hashes = lambda m: [sorted((k, v["xxh3"]) for k, v in s["arrays"].items()) for s in m["shards"]]  # noqa: E731
+    assert hashes(manifest(a)) == hashes(manifest(b))
+    from bertkit.data.views import nsp_view
+
+    _, so, do, sources = corpus_arrays(a)
+    assert len(set(sources.tolist())) == len(files)
+    doc_end = np.asarray(so)[np.asarray(do[1:], dtype=np.int64)]
+    own = n = 0
+    for epoch in range(2):
+        v = nsp_view(a, seq_len=128, seed=12345, epoch=epoch)
+        rn = np.flatnonzero(v["labels"] == 1)
+        da = np.searchsorted(doc_end, v["a_start"][rn], side="right")
+        db = np.searchsorted(doc_end, v["b_start"][rn], side="right")
+        own += int((da == db).sum())
+        n += len(rn)
+    assert n > 100
+    assert own == 0, f"{own} of {n} random-next B segments came from A's own document"
+
+
+def test_nanobert_text_filter_drops_what_the_original_drops(tmp_path, vocab, hf):
+    # my-best-day/medium scripts/tokenize_text.py: re.sub(r'[^a-zA-Z0-9\s,.!?\'"-]+', '', text) before tokenizing
+    import re
+
+    text = 'The café costs 50% more (honestly) — "really"?\tYes: it\'s 3-4 times #1 & ünique…\n\nSecond doc ¡ok!'
+    src = tmp_path / "c.txt"
+    src.write_text(text + "\n", encoding="utf-8")
+    out, _ = run(tmp_path, [src], vocab, text_filter="nanobert", splitter="none")
+    kept = re.sub(r'[^a-zA-Z0-9\s,.!?\'"-]+', "", text)
+    expected = [[hf.encode(d.strip(), add_special_tokens=False).ids] for d in kept.split("\n\n")]
+    assert as_nested(out) == expected
+    plain, _ = run(tmp_path, [src], vocab, name="plain", splitter="none")
+    assert as_nested(plain) != expected
+    with pytest.raises(ConfigError, match="text filter"):
+        run(tmp_path, [src], vocab, name="bad", text_filter="ascii")
+
+
 def test_jsonl_gzip_and_document_modes_agree(tmp_path, docs, vocab, hf):
     expected = expected_corpus(hf, docs)
     j = write_jsonl_corpus(tmp_path / "c.jsonl", docs, field="body")

@@ -182,6 +182,8 @@ def test_the_small_recipe_file():
         0.1,
     )
     assert c.resolved_phases()[1] == Phase(pytest.approx(0.1), 512, 64)
+    # the original's packing and its random ids / maskable [TAB] (pre_training/cache_dataset.py, dataset.py)
+    assert (c.view, c.random_ids_low, c.maskable_specials, c.random_exclude_special) == ("elc", 5, ["[TAB]"], False)
 
 
 # ---------------------------------------------------------------------------------------------- the trainer

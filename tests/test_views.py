@@ -151,6 +151,7 @@ def test_nsp_view_pairs_are_valid(dataset):
     la = v["a_end"].astype(np.int64) - v["a_start"].astype(np.int64)
     lb = v["b_end"].astype(np.int64) - v["b_start"].astype(np.int64)
     assert (la >= 1).all() and (lb >= 1).all() and (la + lb <= 125).all()
+    cross_file = 0
     for i in range(n):
         d = c.doc_of(int(v["a_start"][i]))
         assert c.doc_of(int(v["a_end"][i]) - 1) == d, "A stays inside one document"
@@ -159,7 +160,8 @@ def test_nsp_view_pairs_are_valid(dataset):
         if v["labels"][i] == 0:
             assert bd == d and v["b_start"][i] >= v["a_end"][i]
         else:
-            assert sources[bd] == sources[d], "faithful negatives come from the same input file"
+            cross_file += sources[bd] != sources[d]
+    assert cross_file > 0, "faithful negatives come from every input file (Google's all_documents)"
     rate = v["labels"].mean()
     assert 0.5 < rate < 0.7
     # Deterministic, and a new epoch draws new pairs.
@@ -222,7 +224,7 @@ def test_chunk_view(dataset):
     s = core.chunk_view(str(root), chunk_size=0)
     n_sentences = sum(1 for d in c.docs for x in d if x)
     assert len(s["starts"]) == n_sentences
-    assert (s["ends"] - s["starts"] <= 510).all()
+    assert (s["ends"] - s["starts"] <= 254).all()
 
 
 def test_views_reject_bad_arguments(dataset, tmp_path):

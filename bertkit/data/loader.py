@@ -15,6 +15,11 @@ Views (`view=`):
 - `"static-nsp"`: the prepared Google instances (already masked): a keyed permutation of the instances per epoch;
   batches add `mlm_positions` / `mlm_labels` (fixed size `B * max_pred`, -100 padding).
 - `"static-mlm"`: the prepared packed rows (unmasked), in a keyed permutation per epoch.
+- `"elc"`: ELC-BERT's packing (ltgoslo/elc-bert `pre_training/cache_dataset.py`, `bertkit.data.views.elc_view`):
+  per document, sentence-aligned rows of at most `seq_len - 2` tokens, the next row starting with the whole
+  sentence that overflowed, `[CLS] row [SEP]` padded to `seq_len` (the last row of a document is usually short);
+  the same rows every epoch (the original caches them once), visited in a keyed permutation per epoch. Batches
+  carry `attention_mask`. Needs sentence boundaries (a dataset prepared with `--splitter none` is refused).
 
 Batch dict (numpy): `input_ids` int64 `[B, T]` (unmasked except for static-nsp), `attention_mask` int64 `[B, T]`
 (nsp views only: mlm rows are never padded, which lets SDPA use its fast kernels), `token_type_ids` int64
@@ -61,7 +66,7 @@ from bertkit.exceptions import ConfigError, FormatError
 
 __all__ = ["VIEWS", "PretrainingData", "StreamState", "batch_to_torch"]
 
-VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm")
+VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm", "elc")
 SPLITS = ("train", "eval")
 MIN_SEQ_LEN = 8
 MAX_NSP_SEQ_LEN = 65535  # static NSP positions are uint16
@@ -71,6 +76,7 @@ MAX_NSP_SEQ_LEN = 65535  # static NSP positions are uint16
 _NSP_ORDER = 0x4E5350  # "NSP"
 _STATIC_ORDER = 0x535441  # "STA"
 _SHORT_ROWS = 0x53484F  # "SHO"
+_ELC_ORDER = 0x454C43  # "ELC"
 
 
 @dataclass(frozen=True)
@@ -131,8 +137,8 @@ class PretrainingData:
             raise ConfigError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
         if not 0.0 <= short_p <= 1.0:
             raise ConfigError(f"short_p must be in [0, 1], got {short_p}")
-        if short_p > 0 and view not in ("mlm", "static-mlm"):
-            raise ConfigError(f"short_p shortens packed MLM rows (views mlm, static-mlm), not the {view} view")
+        if short_p > 0 and view not in ("mlm", "static-mlm", "elc"):
+            raise ConfigError(f"short_p shortens packed MLM rows (views mlm, static-mlm, elc), not the {view} view")
 
         self.path = Path(dataset)
         self.view, self.split = view, split
@@ -148,9 +154,12 @@ class PretrainingData:
         self._epochs: dict[int, np.ndarray] = {}  # epoch → sample order (at most two kept)
         self._nsp: dict[int, dict[str, np.ndarray]] = {}  # epoch → nsp_view arrays
         self._stream: Any = None
+        self._elc: dict[str, np.ndarray] | None = None
         self.max_predictions = 0
 
-        if view in ("mlm", "nsp"):
+        if view == "elc":
+            self._check_sentence_boundaries()
+        if view in ("mlm", "nsp", "elc"):
             if len(self._ds.tokens) == 0:
                 raise ConfigError(f"{self.path}: the dataset has no tokens (the {view} view needs a corpus)")
             shards = self._ds.tokens.shards
@@ -222,6 +231,19 @@ class PretrainingData:
         self._special_table[-1] = True
         self._start_table = np.append(~self.is_continuation, True)
 
+    def special_token_id(self, token: str) -> int:
+        """The id of special token ``token`` of the dataset's tokenizer (ConfigError naming the dataset if none)."""
+        named = self._ds.tokenizer_info.get("special_tokens") or {}
+        if token in named:
+            return int(named[token])
+        if (self.path / TOKENIZER_DIR / VOCAB_FILE).is_file():
+            for i, t in enumerate(self._ds.vocab.tokens):
+                if t == token and i in set(self.special_ids.tolist()):
+                    return i
+        raise ConfigError(
+            f"{self.path}: the tokenizer has no special token {token!r} (known: {', '.join(sorted(named)) or 'none'})"
+        )
+
     def _features(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         clipped = np.minimum(ids, self.vocab_size)
         return self._special_table[clipped], self._start_table[clipped]
@@ -241,6 +263,22 @@ class PretrainingData:
             )
         config_max = self._ds.manifest.config.get("max_predictions_per_seq")
         self.max_predictions = max(max(masked, default=0), int(config_max) if isinstance(config_max, int) else 0)
+
+    def _check_sentence_boundaries(self) -> None:
+        config = self._ds.manifest.config or {}
+        if config.get("splitter") == "none" and config.get("doc_mode") != "sentences-per-line":
+            raise ConfigError(
+                f"{self.path}: the elc view packs whole sentences, but the dataset was prepared with --splitter none "
+                "(each document is one sentence); prepare it again with --splitter rules (or lines)"
+            )
+
+    def _elc_rows(self) -> dict[str, np.ndarray]:
+        if self._elc is None:
+            from bertkit.data.views import elc_view
+
+            v = elc_view(self.path, seq_len=self.seq_len)
+            self._elc = {k: np.asarray(v[k], dtype=np.int64) for k in ("starts", "ends")}
+        return self._elc
 
     def _nsp_pairs(self, epoch: int) -> dict[str, np.ndarray]:
         if epoch not in self._nsp:
@@ -270,6 +308,13 @@ class PretrainingData:
             if train:
                 return starts[starts + (self.seq_len - 2) <= b]
             return np.sort(starts[starts >= b])
+        if self.view == "elc":
+            rows = self._elc_rows()
+            b = _boundary(len(self._ds.tokens), self.eval_fraction)
+            if train:
+                idx = np.flatnonzero(rows["ends"] <= b)
+                return idx[_keyed_permutation(len(idx), self.seed, e, _ELC_ORDER)]
+            return np.flatnonzero(rows["starts"] >= b)
         if self.view == "nsp":
             v = self._nsp_pairs(e)
             b = _boundary(len(self._ds.tokens), self.eval_fraction)
@@ -371,6 +416,8 @@ class PretrainingData:
             if self.short_p > 0:
                 batch = self._shorten(ids, epoch, first)
             batch["token_type_ids"] = np.zeros_like(ids)
+        elif self.view == "elc":
+            batch = self._elc_batch(chosen, epoch, first)
         elif self.view == "nsp":
             batch = self._nsp_rows(self._nsp_pairs(epoch if self.split == "train" else 0), chosen)
         else:
@@ -393,6 +440,28 @@ class PretrainingData:
             sel = k == s
             out[sel] = shards[s][positions[sel] - self._tok_starts[s]]
         return out
+
+    def _elc_batch(self, chosen: np.ndarray, epoch: int, first: int) -> dict[str, np.ndarray]:
+        """ELC-BERT rows ``[CLS] row [SEP] [PAD]...``; with ``short_p`` a row is first cut to its drawn length (the
+        original's ``tokens[:target_seq_length]``)."""
+        T = self.seq_len
+        rows = self._elc_rows()
+        start, length = rows["starts"][chosen], rows["ends"][chosen] - rows["starts"][chosen]
+        if self.short_p > 0:
+            kept = self._short_lengths(epoch)[first : first + len(chosen)]
+            length = np.where(kept > 0, np.minimum(length, kept), length)
+        start, length = start[:, None], length[:, None]
+        j = np.arange(T, dtype=np.int64)[None, :]
+        inside = (j >= 1) & (j <= length)
+        ids = np.full((len(chosen), T), self.pad_id, dtype=np.int64)
+        ids[:, 0] = self.cls_id
+        ids[j == length + 1] = self.sep_id
+        ids[inside] = self._gather_tokens((start + j - 1)[inside])
+        return {
+            "input_ids": ids,
+            "attention_mask": (j < length + 2).astype(np.int64),
+            "token_type_ids": np.zeros_like(ids),
+        }
 
     def _nsp_rows(self, v: dict[str, np.ndarray], chosen: np.ndarray) -> dict[str, np.ndarray]:
         T = self.seq_len

@@ -1,10 +1,9 @@
-"""MLM masking on the batch's device: a fixed number of positions per batch, no host sync, static shapes.
+"""MLM masking on the batch's device: a share of each row's real tokens, no host sync, static shapes.
 
-`mask_tokens` picks exactly M positions of a `[B, T]` batch (M = `num_masked` or `round(rate * B * T)`) as the
-top M of random scores, where positions that may not be masked (special tokens, padding) score below every
-eligible one (Cramming's static-count trick: no `nonzero`, no `.item()`, so the step can be compiled or captured
-in a CUDA graph). Positions are grouped before scoring, and every token of a group shares its group's score and
-its 80/10/10 decision:
+`mask_tokens` picks the masked positions of a `[B, T]` batch as the top of random scores, where positions that
+may not be masked (special tokens, padding) score below every eligible one (Cramming's static-count trick: no
+`nonzero`, no `.item()`, so the step can be compiled or captured in a CUDA graph). Positions are grouped before
+scoring, and every token of a group shares its group's score and its 80/10/10 decision:
 
 - `"token"`: every token is its own group (BERT / Hugging Face masking).
 - `"wwm"`: whole-word masking; a group is a word (`word_start` marks the first piece of each word, the `##`
@@ -17,16 +16,28 @@ its 80/10/10 decision:
   exactly this law with span_mean 3, max_span 9), and whole spans are taken in score order (the last one may be cut,
   as for words). Special tokens inside a span are never masked; the rest of the span is.
 
-How many positions (`count`):
+How many positions (`count`), always counted on the **real** tokens of a row (not special, not padding):
 
-- `"fixed"`: exactly M = `num_masked` or `round(rate * B * T)` per batch, the top M scores of the batch.
+- `"fixed"`: each row masks `min(max_per_row, rate · r)` of its r real tokens, `rate · r` rounded stochastically
+  (down, or up with probability equal to its fractional part), so the share of real tokens masked is `rate` in
+  expectation whatever the padding and the specials. The groups are taken in score order and the last one is cut
+  to the row's count. Google's `create_pretraining_data.py` takes `min(max_predictions_per_seq,
+  max(1, round(len · p)))` per sequence with `len` counting [CLS]/[SEP] (bertkit's static instances do that); on
+  the device the count of a row is its real tokens' share, so that mlm, nsp and padded rows all mask `rate` of what
+  they hold. With `num_masked` instead, exactly that many positions of the whole batch (the top scores over the
+  eligible tokens): the old per-batch budget, kept for callers that want a fixed number.
 - `"binomial"` (ELC-BERT's `SpanMaskingStrategy`; `"token"` and `"span"` only): each row draws its target
-  ~ Binomial(eligible tokens of the row, `rate`) and takes its groups in score order while its count is below the
-  target, so the last group is taken whole (the original's loop overshoots the same way). The output keeps a fixed
-  size M (`num_masked`, or :func:`binomial_capacity`: the expected count plus four standard deviations, overshoot
-  included); entries beyond a batch's count are -100 padding, and in the rare batch whose count exceeds M the
-  lowest-scored picks stay unmasked. ELC-BERT's spans sit at random offsets and may overlap; here they tile the
-  row (no overlaps), which leaves the count law and the per-span replacement as they are.
+  ~ Binomial(eligible tokens of the row, `rate`) (capped at `max_per_row`) and takes its groups in score order
+  while its count is below the target, so the last group is taken whole (the original's loop overshoots the same
+  way). The output keeps a fixed size M (`num_masked`, or :func:`binomial_capacity`: the expected count plus four
+  standard deviations, overshoot included); entries beyond a batch's count are -100 padding, and in the rare batch
+  whose count exceeds M the lowest-scored picks stay unmasked. ELC-BERT's spans sit at random offsets and may
+  overlap; here they tile the row (no overlaps), which leaves the count law and the per-span replacement as they
+  are.
+
+Shapes stay static (no `nonzero`, no `.item()`): with `count="fixed"` the output has
+`M = B · min(max_per_row, ceil(rate · T))` entries (:func:`fixed_capacity`), which bounds every row's count; the
+entries beyond the rows' counts point at unmasked positions and carry label -100.
 
 The 80/10/10 decision (`mask_p` → [MASK], `random_p` → a random id, the rest kept) is drawn per group for `"wwm"`
 and `"span"` (the corrected whole-word behaviour; ELC-BERT decides per span) unless `per_span_replacement=False`,
@@ -51,6 +62,7 @@ __all__ = [
     "SPAN_LENGTHS",
     "STRATEGIES",
     "binomial_capacity",
+    "fixed_capacity",
     "mask_tokens",
     "random_span_ids",
     "span_length_pmf",
@@ -104,6 +116,15 @@ def binomial_capacity(
         mean += rows * e_o
         var += rows * (e_o2 / e_len - e_o * e_o)
     return min(n, math.ceil(mean + 4.0 * math.sqrt(var)))
+
+
+def fixed_capacity(rows: int, seq_len: int, rate: float, max_per_row: int | None = None) -> int:
+    """Output size M of ``count="fixed"``: ``rows · min(max_per_row, ceil(rate · seq_len))`` (a row of r <= T real
+    tokens masks at most ``ceil(rate · r)``)."""
+    per_row = min(seq_len, math.ceil(rate * seq_len - 1e-9))
+    if max_per_row is not None:
+        per_row = min(per_row, int(max_per_row))
+    return rows * per_row
 
 
 def random_span_ids(
@@ -195,8 +216,33 @@ def _random_ids(
     return ids
 
 
+def _fixed_selection(
+    scores: Tensor, eligible: Tensor, rate: float, generator: torch.Generator | None, max_per_row: int | None
+) -> Tensor:
+    """`[B, T]` bool: per row, its `min(max_per_row, rate · r)` best-scored eligible positions (r = the row's
+    eligible tokens; `rate · r` rounded stochastically, so its mean is exactly `rate · r`). Positions of a group
+    share a score and rank next to each other (a stable sort), so only the row's last group can be cut."""
+    B, T = scores.shape
+    real = eligible.sum(dim=1).to(torch.float64)
+    expected = real * float(rate)
+    u = torch.rand((B,), generator=generator, device=scores.device, dtype=torch.float64)
+    targets = torch.floor(expected + u)  # floor(x + U) is x rounded up with probability frac(x)
+    targets = torch.minimum(targets, real)
+    if max_per_row is not None:
+        targets = targets.clamp(max=float(max_per_row))
+    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    ranks = torch.arange(T, device=scores.device).expand(B, T)
+    rank = torch.empty_like(order).scatter_(1, order, ranks)
+    return eligible & (rank.to(torch.float64) < targets[:, None])
+
+
 def _binomial_selection(
-    scores: Tensor, eligible: Tensor, groups: Tensor, rate: float, generator: torch.Generator | None
+    scores: Tensor,
+    eligible: Tensor,
+    groups: Tensor,
+    rate: float,
+    generator: torch.Generator | None,
+    max_per_row: int | None = None,
 ) -> Tensor:
     """`[B, T]` bool: per row, the groups taken in score order while the row's count is below its
     Binomial(eligible, rate) target (the last one whole). A group is taken when the eligible tokens ranked before
@@ -207,6 +253,8 @@ def _binomial_selection(
         torch.full((B,), float(rate), dtype=torch.float64, device=scores.device),
         generator=generator,
     )  # (B,)
+    if max_per_row is not None:
+        targets = targets.clamp(max=float(max_per_row))
     order = torch.argsort(scores, dim=1, descending=True)
     ranks = torch.arange(T, device=scores.device).expand(B, T)
     rank = torch.empty_like(order).scatter_(1, order, ranks)  # rank of each position within its row
@@ -234,6 +282,7 @@ def mask_tokens(
     random_ids_exclude_special: Tensor | None = None,
     count: str = "fixed",
     span_lengths: str = "clipped",
+    max_per_row: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Mask a `[B, T]` batch; returns `(masked_input_ids [B, T], mlm_positions [M], mlm_labels [M])`.
@@ -241,8 +290,9 @@ def mask_tokens(
     `special_tokens_mask` (bool `[B, T]`) marks the positions never masked (specials and padding).
     `mlm_positions` are flat indices `b * T + t` in increasing order; `mlm_labels` the original ids there, or
     -100 for entries beyond the masked positions. `generator` (on the batch's device) makes it deterministic.
-    `random_ids_exclude_special` is a 1-D tensor of ids never drawn as random replacements. See the module
-    docstring for the strategies, `count` and `span_lengths`.
+    `random_ids_exclude_special` is a 1-D tensor of ids never drawn as random replacements. `max_per_row` caps
+    the masked positions of each row (Google's `max_predictions_per_seq`). See the module docstring for the
+    strategies, `count` and `span_lengths`.
     """
     _check_options(strategy, rate, mask_p, random_p, span_mean, max_span, vocab_size, count, span_lengths)
     if input_ids.dim() != 2 or special_tokens_mask.shape != input_ids.shape:
@@ -254,14 +304,23 @@ def mask_tokens(
         raise ConfigError(f"random_ids_low ({random_ids_low}) must be in [0, vocab_size={vocab_size})")
     B, T = input_ids.shape
     n = B * T
+    if max_per_row is not None and (
+        isinstance(max_per_row, bool) or not isinstance(max_per_row, int) or not 1 <= max_per_row <= T
+    ):
+        raise ConfigError(
+            f"max_per_row (max_predictions_per_seq) must be an integer in [1, seq_len = {T}], got {max_per_row!r}"
+        )
     if num_masked is not None:
         M = int(num_masked)
     elif count == "binomial":
         M = binomial_capacity(
             n, B, rate, strategy=strategy, span_mean=span_mean, max_span=max_span, span_lengths=span_lengths
         )
+        if max_per_row is not None:
+            overshoot = max_span - 1 if strategy == "span" else 0
+            M = min(M, B * min(T, max_per_row + overshoot))
     else:
-        M = round(rate * n)
+        M = fixed_capacity(B, T, rate, max_per_row)
     if not 0 <= M <= n:
         raise ConfigError(f"num_masked ({M}) must be in [0, B*T = {n}]")
     device = input_ids.device
@@ -293,7 +352,10 @@ def mask_tokens(
     below = -1.0 - torch.arange(n, device=device, dtype=torch.float64).reshape(B, T) / n
     scores = torch.where(eligible, scores, below)
     if count == "binomial":
-        scores = torch.where(_binomial_selection(scores, eligible, groups, rate, generator), scores, below)
+        selected = _binomial_selection(scores, eligible, groups, rate, generator, max_per_row)
+        scores = torch.where(selected, scores, below)
+    elif num_masked is None:
+        scores = torch.where(_fixed_selection(scores, eligible, rate, generator, max_per_row), scores, below)
     scores = scores.reshape(-1)
 
     chosen = torch.topk(scores, M, sorted=False).indices

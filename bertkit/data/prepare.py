@@ -21,6 +21,7 @@ DOC_MODES = ("blank-line", "one-doc-per-line", "sentences-per-line")
 SPLITTERS = ("rules", "lines", "none")
 INVALID_UTF8 = ("error", "replace", "skip")
 INSTANCE_KINDS = ("nsp", "mlm", "chunks")
+TEXT_FILTERS = ("", "nanobert")
 # Options that are unsigned integers in the Rust config (`bertkit prepare --NAME` with dashes).
 _UNSIGNED = (
     "threads",
@@ -75,6 +76,12 @@ class PrepareConfig:
     """Packed MLM sequence length; 0 = max_seq_length."""
     chunk_size: int = 256
     """NextLevelBERT chunk size in tokens; 0 = one sentence per chunk."""
+    paragraph_token: str = ""
+    """A token appended to the last sentence of every paragraph (a line of a document), e.g. ``[PAR]`` with the
+    ELC-style tokenizer (ltgoslo/elc-bert ``preprocess/segment.py``); sentences are then split per line. "" = none."""
+    text_filter: str = ""
+    """``nanobert``: drop every character outside ``[a-zA-Z0-9\\s,.!?'"-]`` before splitting and tokenizing
+    (my-best-day/medium ``scripts/tokenize_text.py``). "" = none."""
     overwrite: bool = False
     resume: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +96,10 @@ class PrepareConfig:
         for k in self.instances:
             if k not in INSTANCE_KINDS:
                 raise ConfigError(f"unknown instance kind {k!r} (choose from {', '.join(INSTANCE_KINDS)})")
+        if self.text_filter not in TEXT_FILTERS:
+            raise ConfigError(f"unknown text filter {self.text_filter!r} (nanobert, or empty for none)")
+        if not isinstance(self.paragraph_token, str):
+            raise ConfigError(f"paragraph_token must be a token string, got {self.paragraph_token!r}")
         # Integers are checked here, naming the option: a negative one would otherwise reach the Rust config parser
         # as "expected usize at line 1 column N".
         for name in _UNSIGNED:

@@ -58,5 +58,16 @@ def chunk_view(dataset: PathLike, chunk_size: int = 256) -> dict[str, np.ndarray
     return _core.chunk_view(os.fspath(dataset), chunk_size)
 
 
+def elc_view(dataset: PathLike, seq_len: int = 128) -> dict[str, np.ndarray]:
+    """ELC-BERT's rows (ltgoslo/elc-bert ``pre_training/cache_dataset.py``) as token ranges without [CLS]/[SEP].
+
+    Per document, sentences are appended to a row until it exceeds ``seq_len - 2`` tokens; then its first
+    ``seq_len - 2`` tokens are a row and the next row starts with the whole sentence that overflowed (its head thus
+    appears twice); a document's last row keeps what is left. Returns ``starts``, ``ends`` (uint64) and
+    ``document_offsets`` (rows of document d are ``document_offsets[d]:document_offsets[d+1]``).
+    """
+    return _core.elc_view(os.fspath(dataset), seq_len)
+
+
 MlmStream = _core.MlmStream
 """Repeated `rows(...)`/`view(...)` over one opened dataset without reopening it."""

@@ -2,7 +2,8 @@
 
 A document is split into sentences by the Rust splitter and each sentence is tokenized by the Rust WordPiece
 tokenizer (the ones prepare uses). ``chunk_size = N > 0``: the document's tokens, sentences concatenated, are cut into
-pieces of ``N - 2`` tokens (the last one shorter); ``N = 0``: one piece per sentence, at most 510 tokens. Each piece
+pieces of ``N - 2`` tokens (the last one shorter); ``N = 0``: one piece per sentence, at most 254 tokens (the
+original's `max_seq_len - 2` with `max_seq_len = 256`). Each piece
 becomes ``[CLS] piece [SEP]``. So a text embedded at inference time gets the chunks its document got in training.
 """
 
@@ -17,8 +18,9 @@ from bertkit.exceptions import ConfigError
 
 __all__ = ["MAX_SENTENCE_TOKENS", "Chunker", "check_chunk_size"]
 
-MAX_SENTENCE_TOKENS = 510
-"""Sentence chunks keep at most this many tokens (as the Rust chunker: 512 with [CLS] and [SEP])."""
+MAX_SENTENCE_TOKENS = 254
+"""Sentence chunks keep at most this many tokens (as the Rust chunker: 256 with [CLS] and [SEP], like
+aiintelligentsystems/next-level-bert's ``create_input_sents``)."""
 
 
 def check_chunk_size(chunk_size: Any) -> int:

@@ -40,10 +40,19 @@ IGNORED_KEYS = {"bert.embeddings.position_ids", "bert.embeddings.token_type_ids"
 
 def hf_config_dict(config: BertConfig) -> dict[str, Any]:
     """``config.json`` contents for a transformers ``BertConfig`` describing ``config``."""
+    from bertkit.models.bert import MODEL_OPTIONS
+
+    if not getattr(config, "is_hf_bert", True):
+        raise ConfigError(
+            "this BERT uses non-BERT model options (pre-LN, sinusoidal positions, no embedding LayerNorm or segment "
+            "embedding, or the ln-linear MLM head: the nanoBERT/medium model), which transformers' BertForPreTraining "
+            "cannot express; it cannot be exported as a Hugging Face BERT"
+        )
+    fields = {k: v for k, v in config.to_dict().items() if k not in MODEL_OPTIONS and k != "embedding_layer_norm"}
     return {
         "architectures": ["BertForPreTraining"],
         "model_type": "bert",
-        **config.to_dict(),
+        **fields,
         "position_embedding_type": "absolute",
         "tie_word_embeddings": True,
         "is_decoder": False,

@@ -1,5 +1,14 @@
 """BERT (Devlin et al. 2019): post-LN encoder, MLM + NSP pretraining heads, sequence classification.
 
+Model options (defaults = BERT) also give the nanoBERT "medium" model of my-best-day/medium (``src/bert/``):
+``layer_norm_position = "pre"`` (pre-LN blocks ``x + Attn(LN(x))``, ``x + FFN(LN(x))``, no final LayerNorm),
+``positions = "sinusoidal"`` (fixed sin/cos positions) or ``"sinusoidal-medium"`` (the original's
+``positional_embedding.py`` with its exponent ``2·i/d`` over even ``i``: frequencies fall twice as fast),
+``embedding_layer_norm = False``, ``type_vocab_size = 0`` (no segment embedding), ``mlm_head = "ln-linear"`` (an
+untied LayerNorm → Linear head, ``masked_language_model.py``) and ``init = "xavier"`` (``xavier_uniform_`` Linear
+weights with PyTorch's default biases, N(0, 1) embeddings, the MLM decoder at normal(0, 0.02) with a zero bias).
+Such a model is not Hugging Face's BERT: ``export hf`` refuses it.
+
 Module and attribute names are exactly those of Hugging Face's ``modeling_bert`` so that ``state_dict()`` keys equal
 ``transformers.BertForPreTraining``'s (``bert.embeddings.word_embeddings.weight``, ..., ``cls.seq_relationship.bias``)
 and an HF checkpoint loads without an adapter (see ``bertkit.export.hf``). The maths is HF's too (post-LN residual
@@ -72,6 +81,12 @@ class BertConfig(ModelConfig):
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02  # std of the normal init of Linear / Embedding weights
     pad_token_id: int = 0  # padding row of the word embedding (kept at zero by init, no gradient)
+    # Model options (module docstring); the defaults are BERT's.
+    layer_norm_position: str = "post"  # "post" (BERT) | "pre" (pre-LN blocks, no final LayerNorm)
+    positions: str = "learned"  # "learned" | "sinusoidal" | "sinusoidal-medium" (the original's 2x frequency bug)
+    embedding_layer_norm: bool = True  # LayerNorm after the embedding sum (BERT); medium has none
+    mlm_head: str = "bert"  # "bert" (dense → act → LN, decoder tied to the embedding) | "ln-linear" (LN → Linear)
+    init: str = "bert"  # "bert" (normal(0, initializer_range)) | "xavier" (medium)
 
     def __post_init__(self) -> None:
         check_transformer_shape(
@@ -83,9 +98,21 @@ class BertConfig(ModelConfig):
                 "num_attention_heads",
                 "intermediate_size",
                 "max_position_embeddings",
-                "type_vocab_size",
             ),
         )
+        name = type(self).__name__
+        tv = self.type_vocab_size
+        if isinstance(tv, bool) or not isinstance(tv, int) or tv < 0:
+            raise ConfigError(f"{name}.type_vocab_size must be an integer >= 0 (0 = no segment embedding), got {tv!r}")
+        for field, options in MODEL_OPTIONS.items():
+            if getattr(self, field) not in options:
+                raise ConfigError(
+                    f"{name}.{field} = {getattr(self, field)!r} is not one of {', '.join(map(str, options))}"
+                )
+        if not isinstance(self.embedding_layer_norm, bool):
+            raise ConfigError(f"{name}.embedding_layer_norm must be true or false, got {self.embedding_layer_norm!r}")
+        if self.positions == "sinusoidal-medium" and self.hidden_size % 2:
+            raise ConfigError(f"{name}.positions = 'sinusoidal-medium' needs an even hidden_size")
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(
                 f"BertConfig.hidden_act {self.hidden_act!r} is not supported; valid: {', '.join(ACTIVATIONS)}"
@@ -105,10 +132,28 @@ class BertConfig(ModelConfig):
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def is_hf_bert(self) -> bool:
+        """Whether the model options are BERT's (the model is then Hugging Face's ``BertForPreTraining``)."""
+        return (
+            self.layer_norm_position == "post"
+            and self.positions == "learned"
+            and self.embedding_layer_norm
+            and self.mlm_head == "bert"
+            and self.type_vocab_size > 0
+        )
+
     def replace(self, **changes: object) -> BertConfig:
         """A copy with ``changes`` applied (validated; unknown keys are ConfigErrors)."""
         return BertConfig.from_dict({**self.to_dict(), **changes})
 
+
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "layer_norm_position": ("post", "pre"),
+    "positions": ("learned", "sinusoidal", "sinusoidal-medium"),
+    "mlm_head": ("bert", "ln-linear"),
+    "init": ("bert", "xavier"),
+}
 
 # Preset → config fields; everything else (vocab 30522, 512 positions, dropout 0.1, ...) takes the defaults above.
 PRESETS: dict[str, dict[str, int]] = {
@@ -121,30 +166,64 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+def sinusoidal_positions(
+    length: int, dim: int, *, medium_bug: bool = False, device: torch.device | None = None
+) -> torch.Tensor:
+    """``(length, dim)`` fixed positions: ``sin(p / 10000^(2k/d))`` at ``2k``, ``cos`` of the same at ``2k + 1``
+    (Vaswani et al.). ``medium_bug``: my-best-day/medium's ``positional_embedding.py``, which loops ``i`` over the
+    even dimensions but uses ``2·i/d`` (sin) and ``2·(i+1)/d`` (cos) as exponents, so frequencies fall twice as fast
+    and sin/cos of a pair differ in frequency. Computed in float64, returned in float32."""
+    pos = torch.arange(length, dtype=torch.float64, device=device)[:, None]
+    even = torch.arange(0, dim, 2, dtype=torch.float64, device=device)[None, :]  # i = 2k
+    if medium_bug:
+        sin_exp, cos_exp = 2.0 * even / dim, 2.0 * (even + 1.0) / dim
+    else:
+        sin_exp = cos_exp = even / dim
+    pe = torch.zeros(length, dim, dtype=torch.float64, device=device)
+    pe[:, 0::2] = torch.sin(pos / torch.pow(10000.0, sin_exp))
+    pe[:, 1::2] = torch.cos(pos / torch.pow(10000.0, cos_exp))[:, : dim // 2]
+    return pe.float()
+
+
 class BertEmbeddings(nn.Module):
-    """word + position + token-type embeddings, then LayerNorm and dropout."""
+    """word + position + token-type embeddings, then LayerNorm and dropout (model options: fixed sinusoidal
+    positions, no token-type table, no LayerNorm)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
+        self.positions = config.positions
+        self.max_positions = config.max_position_embeddings
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        if config.positions == "learned":
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        if config.type_vocab_size > 0:
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.embedding_layer_norm else None
+        )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         T = input_ids.shape[1]
-        if T > self.position_embeddings.num_embeddings:  # a static shape check: no graph break, no host sync
-            raise ConfigError(
-                f"sequence of {T} tokens but max_position_embeddings is {self.position_embeddings.num_embeddings}"
-            )
-        positions = torch.arange(T, device=input_ids.device)  # no buffer: nothing to re-materialise after meta init
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)  # (B, T, d)
-        if token_type_ids is None:
-            x = x + self.token_type_embeddings.weight[0]  # every token in segment 0
+        if T > self.max_positions:  # a static shape check: no graph break, no host sync
+            raise ConfigError(f"sequence of {T} tokens but max_position_embeddings is {self.max_positions}")
+        x = self.word_embeddings(input_ids)  # (B, T, d)
+        if self.positions == "learned":
+            positions = torch.arange(T, device=input_ids.device)  # no buffer: nothing to re-materialise after meta init
+            x = x + self.position_embeddings(positions)
         else:
-            x = x + self.token_type_embeddings(token_type_ids)
-        return self.dropout(self.LayerNorm(x))
+            pe = sinusoidal_positions(
+                T, x.shape[-1], medium_bug=self.positions == "sinusoidal-medium", device=input_ids.device
+            )
+            x = x + pe.to(x.dtype)
+        if hasattr(self, "token_type_embeddings"):
+            if token_type_ids is None:
+                x = x + self.token_type_embeddings.weight[0]  # every token in segment 0
+            else:
+                x = x + self.token_type_embeddings(token_type_ids)
+        if self.LayerNorm is not None:
+            x = self.LayerNorm(x)
+        return self.dropout(x)
 
 
 class BertSelfAttention(nn.Module):
@@ -190,8 +269,12 @@ class BertAttention(nn.Module):
         super().__init__()
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
+        self.pre_ln = config.layer_norm_position == "pre"
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.pre_ln:  # x + dropout(dense(Attn(LN(x)))): output.LayerNorm acts before the sublayer
+            out = self.output
+            return x + out.dropout(out.dense(self.self(out.LayerNorm(x), mask)))
         return self.output(self.self(x, mask), x)
 
 
@@ -224,9 +307,13 @@ class BertLayer(nn.Module):
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
+        self.pre_ln = config.layer_norm_position == "pre"
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = self.attention(x, mask)
+        if self.pre_ln:  # x + dropout(dense(act(dense(LN(x)))))
+            out = self.output
+            return x + out.dropout(out.dense(self.intermediate(out.LayerNorm(x))))
         return self.output(self.intermediate(x), x)
 
 
@@ -286,13 +373,26 @@ class BertPredictionHeadTransform(nn.Module):
         return self.LayerNorm(self.transform_act_fn(self.dense(x)))
 
 
-class BertLMPredictionHead(nn.Module):
-    """Transform, then the decoder whose weight is the word embedding and whose bias is ``bias`` (both tied)."""
+class _LayerNormOnly(nn.Module):
+    """The ``ln-linear`` head's transform: LayerNorm alone (my-best-day/medium ``masked_language_model.py``)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.transform = BertPredictionHeadTransform(config)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)  # weight/bias re-pointed by tie_weights()
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(x)
+
+
+class BertLMPredictionHead(nn.Module):
+    """Transform, then the decoder whose weight is the word embedding and whose bias is ``bias`` (both tied);
+    ``mlm_head = "ln-linear"``: LayerNorm, then a decoder with its own weight (untied) and ``bias``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.tied = config.mlm_head == "bert"
+        self.transform = BertPredictionHeadTransform(config) if self.tied else _LayerNormOnly(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)  # tied: weight re-pointed by tie_weights()
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.decoder.bias = self.bias
 
@@ -322,13 +422,32 @@ def _init_module(module: nn.Module, std: float) -> None:
         nn.init.zeros_(module.bias)
 
 
+def _init_module_xavier(module: nn.Module) -> None:
+    """my-best-day/medium's init (``task_handler_common.py``): ``xavier_uniform_`` Linear weights over PyTorch's
+    defaults (biases uniform(±1/√fan_in), embeddings N(0, 1) with a zero padding row, LayerNorm ones/zeros)."""
+    if isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)):
+        module.reset_parameters()
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+    elif isinstance(module, BertLMPredictionHead):
+        nn.init.zeros_(module.bias)
+
+
 class _BertPreTrainedBase(nn.Module):
     config: BertConfig
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise one module as Hugging Face does (the tied decoder is skipped: it owns no weights)."""
-        if module is getattr(getattr(getattr(self, "cls", None), "predictions", None), "decoder", None):
+        """Initialise one module as Hugging Face does (the tied decoder is skipped: it owns no weights); with
+        ``init = "xavier"`` as my-best-day/medium does (its MLM decoder at normal(0, 0.02), zero bias)."""
+        predictions = getattr(getattr(self, "cls", None), "predictions", None)
+        decoder = getattr(predictions, "decoder", None)
+        if module is decoder:
+            if not predictions.tied:  # the untied ln-linear head owns its weight
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            return
+        if getattr(self.config, "init", "bert") == "xavier":
+            _init_module_xavier(module)
             return
         _init_module(module, self.config.initializer_range)
 
@@ -351,9 +470,11 @@ class _WithPretrainingHeads(_BertPreTrainedBase):
         self.init_weights()
 
     def tie_weights(self) -> None:
-        """Point the decoder at the word embedding and ``cls.predictions.bias`` (as HF's ``_tied_weights_keys``)."""
+        """Point the decoder at the word embedding and ``cls.predictions.bias`` (as HF's ``_tied_weights_keys``);
+        the ``ln-linear`` head keeps its own weight."""
         predictions = self.cls.predictions
-        predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+        if predictions.tied:
+            predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
         predictions.decoder.bias = predictions.bias
 
     def encode(

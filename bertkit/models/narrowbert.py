@@ -109,6 +109,11 @@ class NarrowBertConfig(BertConfig):
             raise ConfigError(f"NarrowBertConfig.variant {self.variant!r} is not one of {', '.join(VARIANTS)}")
         if not isinstance(self.static_queries, bool):
             raise ConfigError(f"NarrowBertConfig.static_queries must be true or false, got {self.static_queries!r}")
+        if self.layer_norm_position != "post" or self.positions != "learned" or self.init != "bert":
+            raise ConfigError(
+                "NarrowBertConfig: layer_norm_position, positions and init are BERT model options (the narrow layers "
+                "are post-LN BERT layers with learned positions); leave them at their defaults"
+            )
 
     @property
     def narrow_layers(self) -> int:

@@ -54,6 +54,7 @@ FRESH_INITS = ("bert", "original")
 SPECIAL = {"pad": 0, "cls": 1, "sep": 2, "mask": 3}
 """Rows of the special-vector table; ``special_ids`` is -1 where the input is a chunk vector."""
 CHUNK = -1
+RANDOM_POOLS = ("other-chunks", "batch")
 
 
 @dataclass(frozen=True)
@@ -423,11 +424,16 @@ def mask_chunks(
     rate: float = 0.15,
     mask_p: float = 0.8,
     random_p: float = 0.1,
+    random_pool: str = "other-chunks",
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """NextLevel masking: each chunk position (``special_ids == -1``) is chosen with probability ``rate`` (at least
-    one per batch); of the chosen, ``mask_p`` get the [MASK] vector, ``random_p`` the vector of another chunk
-    position of the batch (uniform, never itself), the rest keep theirs.
+    one per batch); of the chosen, ``mask_p`` get the [MASK] vector, ``random_p`` a random vector of the batch, the
+    rest keep theirs. ``random_pool``: ``"other-chunks"`` draws it uniformly from the other chunk positions of the
+    batch (never itself, never a special position); ``"batch"`` is the original's (aiintelligentsystems/
+    next-level-bert ``src/model.py``, ``insert_special_vectors``: ``sentences[randperm(B * T)]``): the input vector
+    at a random permutation of every position of the batch, so [CLS]/[SEP]/padding positions (zero vectors) and the
+    position itself can be drawn.
 
     Returns ``(inputs, special_ids, positions, targets)``: the input vectors with random replacements applied,
     special ids with [MASK] (3) at masked positions, flat positions ``b * T + t`` of the chosen chunks and their
@@ -447,10 +453,15 @@ def mask_chunks(
     action = uniform()
     to_mask = chosen & (action < mask_p)
     to_random = chosen & (action >= mask_p) & (action < mask_p + random_p)
+    if random_pool not in RANDOM_POOLS:
+        raise ConfigError(f"random_pool = {random_pool!r} is not one of {', '.join(RANDOM_POOLS)}")
+    inputs = flat_emb
+    if random_pool == "batch":
+        source = torch.randperm(B * T, generator=generator, device=device)
+        inputs = torch.where(to_random.unsqueeze(-1), flat_emb.index_select(0, source), flat_emb)
     pool = candidate.nonzero().squeeze(1)  # (C,) flat positions of chunk vectors
     draws = torch.randint(0, max(pool.numel() - 1, 1), (B * T,), generator=generator, device=device)
-    inputs = flat_emb
-    if pool.numel() > 1:
+    if random_pool == "other-chunks" and pool.numel() > 1:
         own_rank = candidate.long().cumsum(0) - 1  # rank of each position among the candidates
         draws = draws + (draws >= own_rank).long()  # skip itself: uniform over the other C - 1
         replacement = flat_emb.index_select(0, pool[draws])
@@ -471,6 +482,11 @@ class ChunkBatcher:
             raise ConfigError(f"masking = {config.masking!r}: NextLevelBERT masks single chunks (masking = 'token')")
         if config.label_smoothing:
             raise ConfigError("label_smoothing has no meaning for NextLevelBERT's regression loss (set it to 0)")
+        if config.max_predictions_per_seq is not None:
+            raise ConfigError(
+                "max_predictions_per_seq caps masked tokens; NextLevelBERT chooses each chunk with p = mask_rate "
+                "(leave it unset)"
+            )
         self.config = config
         self.device = device
         self.pin = device.type == "cuda"
@@ -494,9 +510,18 @@ class ChunkBatcher:
         attention_mask = self._tensor(batch["attention_mask"]) if "attention_mask" in batch else None
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
+        real = (special == CHUNK).sum()
         inputs, special, positions, targets = mask_chunks(
-            emb, special, rate=c.mask_rate, mask_p=c.mask_p, random_p=c.random_p, generator=generator
+            emb,
+            special,
+            rate=c.mask_rate,
+            mask_p=c.mask_p,
+            random_p=c.random_p,
+            random_pool=c.chunk_random_pool,
+            generator=generator,
         )
+        # (masked chunks, chunk positions) of this batch: the step's mask_fraction
+        self.last_mask_counts = (torch.tensor(positions.numel(), device=self.device), real)
         return {
             "chunk_embeddings": inputs,
             "special_ids": special,

@@ -45,10 +45,11 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport (same API)
 
 __all__ = ["RESUME_MUTABLE", "Phase", "TrainConfig", "config_diff", "extension_of", "resume_config"]
 
-VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm")
+VIEWS = ("mlm", "nsp", "static-nsp", "static-mlm", "elc")
 MASKING = ("token", "wwm", "span")
 MASK_COUNTS = ("fixed", "binomial")
 SPAN_LENGTHS = ("clipped", "truncated")
+CHUNK_RANDOM_POOLS = ("other-chunks", "batch")
 OPTIMIZERS = ("adamw", "lamb")
 TRUST_RATIO_MODES = ("standard", "elc-faithful")
 SCHEDULES = ("linear", "cosine", "one-cycle", "constant")
@@ -106,7 +107,8 @@ class TrainConfig:
 
     view: str = "mlm"
     """Training samples: ``mlm`` (packed rows), ``nsp`` (sentence pairs), ``static-nsp`` / ``static-mlm``
-    (the dataset's prepared instances; static-nsp comes masked)."""
+    (the dataset's prepared instances; static-nsp comes masked), ``elc`` (ELC-BERT's per-document,
+    sentence-aligned rows, padded)."""
     seq_len: int = 128
     """Sequence length when ``phases`` is empty."""
     batch_size: int = 32
@@ -134,11 +136,17 @@ class TrainConfig:
     masking: str = "token"
     """Masking strategy: ``token`` (per-token 80/10/10), ``wwm`` (whole words), ``span`` (ELC-BERT spans)."""
     mask_rate: float = 0.15
-    """Fraction of the tokens that are predicted (ELC-BERT's ``mask_p``): per batch (``mask_count = fixed``) or
-    per row in law (``binomial``)."""
+    """Fraction of the real tokens (not special, not padding) that are predicted (ELC-BERT's ``mask_p``): per row,
+    rounded stochastically (``mask_count = fixed``) or in law (``binomial``)."""
     mask_count: str = "fixed"
-    """``fixed``: exactly ``round(mask_rate · B · T)`` positions per batch; ``binomial`` (ELC-BERT; token and span
-    masking): each row draws Binomial(its non-special tokens, mask_rate) and takes its last span whole."""
+    """``fixed``: each row masks ``mask_rate`` of its real tokens (not special, not padding; rounded stochastically,
+    capped at ``max_predictions_per_seq``); ``binomial`` (ELC-BERT; token and span masking): each row draws
+    Binomial(its real tokens, mask_rate) and takes its last span whole."""
+    max_predictions_per_seq: int | None = None
+    """Most masked positions per sequence (Google's ``max_predictions_per_seq``). None = automatic
+    (:meth:`max_predictions`): ``round(20 · seq_len / 128)`` on the ``nsp`` view (Google's 20 at 128, 80 at 512),
+    no cap on the mlm views. A number applies to every phase and must be in [1, seq_len]. The static-nsp view comes
+    masked by ``prepare`` (its own ``--max-predictions-per-seq``)."""
     mask_p: float = 0.8
     """Chosen positions replaced by [MASK] (ELC-BERT: ``1 - random_p - keep_p``)."""
     random_p: float = 0.1
@@ -147,7 +155,17 @@ class TrainConfig:
     """Chosen positions left unchanged (ELC-BERT's ``keep_p``). None = ``1 - mask_p - random_p``; when given,
     ``mask_p + random_p + keep_p`` must be 1."""
     random_exclude_special: bool = False
-    """Random replacements never draw the dataset's special tokens (ELC-BERT draws from above its specials)."""
+    """Random replacements never draw the dataset's special tokens."""
+    random_ids_low: int = 0
+    """Random replacements are drawn from ``[random_ids_low, vocab_size)`` (ltgoslo/elc-bert draws
+    ``randint(n_special_tokens - 1, V)`` = ``[5, V)`` with its seven specials: [PAR] and [TAB] can appear)."""
+    maskable_specials: list[str] = field(default_factory=list)
+    """Special tokens that may be masked like text (ltgoslo/elc-bert protects only ids below 6, so its [TAB] is
+    masked and counted, its [PAR] is not): e.g. ``["[TAB]"]``. Unknown to the dataset's tokenizer → ConfigError."""
+    chunk_random_pool: str = "other-chunks"
+    """NextLevelBERT: where a randomly replaced chunk's vector comes from: ``other-chunks`` (uniform over the batch's
+    other chunk positions) or ``batch`` (the original's: a random permutation of every position of the batch, its
+    [CLS]/[SEP]/padding zero vectors and the position itself included)."""
     span_mean: float = 3.0
     """Span masking: mean span length."""
     max_span: int = 10
@@ -195,6 +213,9 @@ class TrainConfig:
     """Final learning rate as a fraction of the peak (linear / cosine / one-cycle)."""
     max_steps: int = 1000
     """Optimiser steps of the whole run (all phases)."""
+    decay_steps: int | None = None
+    """Step at which the linear / cosine / one-cycle decay reaches ``min_lr_ratio`` and stays there (nanoBERT/medium:
+    cosine to 45,000 of 60,000 iterations, then the minimum lr). None = ``max_steps``."""
     clip: float = 1.0
     """Gradient clipping max norm (0 = no clipping; the norm is logged either way)."""
 
@@ -261,6 +282,7 @@ class TrainConfig:
         choice("masking", MASKING)
         choice("mask_count", MASK_COUNTS)
         choice("span_lengths", SPAN_LENGTHS)
+        choice("chunk_random_pool", CHUNK_RANDOM_POOLS)
         choice("optimizer", OPTIMIZERS)
         choice("lamb_trust_ratio", TRUST_RATIO_MODES)
         choice("schedule", SCHEDULES)
@@ -278,6 +300,9 @@ class TrainConfig:
         integer("keep_last", 1)
         integer("log_every", 1)
         integer("seed", 0)
+        integer("random_ids_low", 0)
+        if not isinstance(self.maskable_specials, list) or not all(isinstance(t, str) for t in self.maskable_specials):
+            raise ConfigError(f"maskable_specials = {self.maskable_specials!r} must be a list of token strings")
         number("short_seq_prob", 0.0, 1.0)
         number("eval_fraction", 0.0, 0.5, open_low=True)
         number("mask_rate", 0.0, 1.0, open_low=True)
@@ -294,11 +319,20 @@ class TrainConfig:
                     f"the three shares of the chosen positions must add up (for keep_p = {self.keep_p} and random_p = "
                     f"{self.random_p}, set mask_p = {1.0 - self.random_p - self.keep_p:g})"
                 )
+        if self.max_predictions_per_seq is not None:
+            integer("max_predictions_per_seq", 1)
+            if self.view == "static-nsp":
+                raise ConfigError(
+                    "max_predictions_per_seq caps on-device masking; the static-nsp view comes masked by prepare "
+                    "(set --max-predictions-per-seq there), so leave it unset"
+                )
         if self.mask_count == "binomial" and self.masking == "wwm":
             raise ConfigError("mask_count = 'binomial' works with masking 'token' or 'span', not 'wwm'")
         number("short_p", 0.0, 1.0)
-        if self.short_p > 0 and self.view not in ("mlm", "static-mlm"):
-            raise ConfigError(f"short_p shortens packed MLM rows (view 'mlm' or 'static-mlm'), not view {self.view!r}")
+        if self.short_p > 0 and self.view not in ("mlm", "static-mlm", "elc"):
+            raise ConfigError(
+                f"short_p shortens packed MLM rows (view 'mlm', 'static-mlm' or 'elc'), not view {self.view!r}"
+            )
         number("long_after", 0.0, 1.0)
         if self.long_after >= 1.0:
             raise ConfigError(f"long_after = {self.long_after!r} must be below 1 (the fraction of steps at seq_len)")
@@ -326,6 +360,13 @@ class TrainConfig:
             raise ConfigError(f"warmup = {self.warmup!r}: a float is a fraction of max_steps (<= 1); use an int")
         if self.warmup_steps() > self.max_steps:
             raise ConfigError(f"warmup = {self.warmup!r} is longer than max_steps = {self.max_steps}")
+        if self.decay_steps is not None:
+            integer("decay_steps", 1)
+            if not self.warmup_steps() < self.decay_steps <= self.max_steps:
+                raise ConfigError(
+                    f"decay_steps = {self.decay_steps} must be above the warmup ({self.warmup_steps()} steps) and at "
+                    f"most max_steps = {self.max_steps}"
+                )
         for name in (
             "compile",
             "fsdp",
@@ -350,6 +391,7 @@ class TrainConfig:
                 f"long_after needs batch_size >= 4 (batch_size // 4 after the switch), got {self.batch_size}"
             )
         if not self.phases:
+            self._check_max_predictions()
             return
         total = 0.0
         for i, p in enumerate(self.phases):
@@ -371,6 +413,18 @@ class TrainConfig:
             total += float(f)
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"phases: fractions sum to {total}, not 1")
+        self._check_max_predictions()
+
+    def _check_max_predictions(self) -> None:
+        m = self.max_predictions_per_seq
+        if m is None:
+            return
+        shortest = min(p.seq_len for p in self.resolved_phases())
+        if m > shortest:
+            raise ConfigError(
+                f"max_predictions_per_seq = {m} is above seq_len {shortest}: a sequence cannot have more masked "
+                "positions than tokens"
+            )
 
     # ------------------------------------------------------------------------------------------------- derived
 
@@ -403,11 +457,24 @@ class TrainConfig:
         10 with AdamW or standard LAMB."""
         return float(_resolve(self.to_dict(), "mix_lr_scale"))
 
+    def max_predictions(self, seq_len: int) -> int | None:
+        """The per-sequence cap of on-device masking at ``seq_len``: ``max_predictions_per_seq``, or automatically
+        ``round(20 · seq_len / 128)`` on the nsp view (Google's 20 at 128, 80 at 512), else None (no cap)."""
+        if self.max_predictions_per_seq is not None:
+            return int(self.max_predictions_per_seq)
+        if self.view == "nsp":
+            return max(1, min(seq_len, round(20 * seq_len / 128)))
+        return None
+
     def warmup_steps(self) -> int:
         """Warmup length in optimiser steps."""
         if isinstance(self.warmup, int):
             return self.warmup
         return round(self.warmup * self.max_steps)
+
+    def resolved_decay_steps(self) -> int:
+        """The step at which the schedule's decay ends: ``decay_steps`` or ``max_steps``."""
+        return int(self.decay_steps) if self.decay_steps is not None else self.max_steps
 
     def max_seq_len(self) -> int:
         return max(p.seq_len for p in self.resolved_phases())
@@ -417,6 +484,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def field_defaults(cls) -> dict[str, Any]:
+        """The default of every field (JSON-ready)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -629,11 +707,15 @@ _ABSENT = object()
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: frozenset[str] = RESUME_MUTABLE) -> list[str]:
     """Human-readable ``key: old → new`` lines for the keys (outside ``ignore``) whose values differ; an automatic
     value (None) counts as the value it resolves to, so ``eps = 1e-8`` resumes an automatic-eps NextLevel run."""
+    defaults = TrainConfig.field_defaults()
     lines = []
     for k in sorted(set(old) | set(new)):
         if k in ignore:
             continue
         a, b = _resolve(old, k, "<absent>"), _resolve(new, k, "<absent>")
+        # a field added after the run was saved: absent there means its default
+        if a == "<absent>" and k in defaults and b == defaults[k]:
+            continue
         if a != b:
             lines.append(f"{k}: {a!r} → {b!r}")
     return lines

@@ -303,6 +303,16 @@ class _Batcher:
         self.exclude = None
         if config.random_exclude_special:
             self.exclude = torch.as_tensor(np.asarray(data.special_ids, dtype=np.int64), device=device)
+        if not 0 <= config.random_ids_low < self.vocab_size:
+            raise ConfigError(
+                f"random_ids_low = {config.random_ids_low} must be below the dataset's vocab_size {self.vocab_size}"
+            )
+        self.maskable = None
+        if config.maskable_specials:
+            ids = [data.special_token_id(t) for t in config.maskable_specials]
+            self.maskable = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device)
+        # (masked real tokens, real tokens) of the last batch, on the device (the step's mask_fraction)
+        self.last_mask_counts: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array))
@@ -326,8 +336,13 @@ class _Batcher:
             positions = self._tensor(batch["mlm_positions"]).long()
             labels = self._tensor(batch["mlm_labels"]).long()
             masked = input_ids
+            # real tokens: [CLS] A [SEP] B [SEP] without the three specials (the input is masked already)
+            length = attention_mask.sum() if attention_mask is not None else torch.tensor(input_ids.numel())
+            real = length.to(self.device) - 3 * input_ids.shape[0]
         else:
             special = self._tensor(batch["special_tokens_mask"]).bool()
+            if self.maskable is not None:
+                special = special & ~torch.isin(input_ids, self.maskable)
             if attention_mask is not None:
                 special = special | (attention_mask == 0)
             word_start = self._tensor(batch["word_start"]).bool() if "word_start" in batch else None
@@ -347,9 +362,13 @@ class _Batcher:
                 max_span=c.max_span,
                 span_lengths=c.span_lengths,
                 count=c.mask_count,
+                max_per_row=c.max_predictions(int(input_ids.shape[1])),
+                random_ids_low=c.random_ids_low,
                 random_ids_exclude_special=self.exclude,
                 generator=generator,
             )
+            real = (~special).sum()
+        self.last_mask_counts = ((labels != -100).sum(), real)
         return {
             "input_ids": masked,
             "attention_mask": attention_mask,
@@ -583,7 +602,7 @@ def _train(
         make_lr_lambda(
             schedule=config.schedule,
             warmup=config.warmup_steps(),
-            max_steps=config.max_steps,
+            max_steps=config.resolved_decay_steps(),
             min_lr_ratio=config.min_lr_ratio,
         ),
     )
@@ -726,6 +745,7 @@ def _train(
                 loss_sum = torch.zeros((), device=device)
                 step_tokens = 0
                 head_rows = 0
+                mask_counts = torch.zeros(2, dtype=torch.float64, device=device)
                 for k in range(A):
                     batch, at = stream.next()
                     # keyed by the sample offset (global batch · ranks + rank) of this micro-batch: W ranks with batch
@@ -733,6 +753,10 @@ def _train(
                     unit = at.cursor * info.world_size + info.rank
                     seed = _mask_seed(config.seed, _MASK_KEY, phase, at.epoch, unit)
                     inputs = batcher(batch, seed)
+                    counts = getattr(batcher, "last_mask_counts", None)
+                    if counts is not None:
+                        mask_counts[0] += counts[0]
+                        mask_counts[1] += counts[1]
                     sync = k == A - 1 or not hasattr(wrapped, "no_sync")
                     ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
                     with ctx:
@@ -781,6 +805,9 @@ def _train(
                     tokens_per_s = window_tokens / max(now - window_t0, 1e-9)
                     head_fraction = head_rows / max(step_tokens, 1)
                     flops = _unwrap(forward_model).flops_per_token(seq_len, head_fraction)
+                    if info.enabled:
+                        mask_counts = all_reduce_sum(mask_counts, info)
+                    masked_real, real = mask_counts.tolist()
                     record = {
                         "loss": window_loss / window_steps if window_steps else float("nan"),
                         "lr": lr,
@@ -789,6 +816,7 @@ def _train(
                         "mfu": mfu(tokens_per_s, flops, peak),
                         "seq_len": seq_len,
                         "epoch": stream.state.epoch,
+                        "mask_fraction": masked_real / real if real > 0 else float("nan"),
                     }
                     metrics.write("train", step, record)
                     emit({"event": "log", "step": step, "max_steps": config.max_steps, **record})

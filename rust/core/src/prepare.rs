@@ -70,6 +70,13 @@ pub struct PrepareConfig {
     pub mlm_seq_len: usize,
     /// NextLevelBERT chunk size in tokens (0 = one sentence per chunk).
     pub chunk_size: usize,
+    /// A token (e.g. `[PAR]`) appended to the last sentence of every paragraph (a line of a
+    /// document), as ltgoslo/elc-bert `preprocess/segment.py` does; empty = none. Sentences are then
+    /// split per paragraph, so none crosses a line break.
+    pub paragraph_token: String,
+    /// `""` (none) or `nanobert`: drop every character outside `[a-zA-Z0-9\s,.!?'"-]` before
+    /// splitting and tokenizing (my-best-day/medium `scripts/tokenize_text.py`).
+    pub text_filter: String,
     pub overwrite: bool,
     pub resume: bool,
 }
@@ -98,6 +105,8 @@ impl Default for PrepareConfig {
             fix_quirks: false,
             mlm_seq_len: 0,
             chunk_size: 256,
+            paragraph_token: String::new(),
+            text_filter: String::new(),
             overwrite: false,
             resume: false,
         }
@@ -185,10 +194,31 @@ impl PrepareConfig {
         if self.chunk_size == 1 || self.chunk_size == 2 {
             return Err(Error::config("chunk_size must be 0 (sentence chunks) or at least 3"));
         }
+        if !["", "nanobert"].contains(&self.text_filter.as_str()) {
+            return Err(Error::config(format!(
+                "unknown text filter {:?} (nanobert, or empty for none)",
+                self.text_filter
+            )));
+        }
         if self.shard_size < 1024 {
             return Err(Error::config("shard_size must be at least 1024 bytes"));
         }
         Ok(())
+    }
+
+    /// The id of `paragraph_token` in `tok` (None when no paragraph token is asked for).
+    fn paragraph_id(&self, tok: &Tokenizer) -> Result<Option<u32>> {
+        if self.paragraph_token.is_empty() {
+            return Ok(None);
+        }
+        match tok.token_to_id(&self.paragraph_token) {
+            Some(id) => Ok(Some(id)),
+            None => Err(Error::config(format!(
+                "{}: the tokenizer has no token {:?} (--paragraph-token); train it with `bertkit tokenizer train \
+                 --style elc` (which defines [PAR] and [TAB]) or leave the option out",
+                self.tokenizer, self.paragraph_token
+            ))),
+        }
     }
 
     /// The part of the config that determines the output (resume must match it exactly).
@@ -412,14 +442,60 @@ const BIG_DOC: usize = 1 << 16;
 const SENTENCES_PER_TASK: usize = 128;
 
 /// Append one document's tokens and sentence lengths (and its sentence count) to `out`.
-fn process_document_into(doc: &Document, splitter: SplitterKind, tok: &Tokenizer, out: &mut DocOut) {
+/// my-best-day/medium's text filter: `re.sub(r'[^a-zA-Z0-9\s,.!?\'"-]+', '', text)` (Python's `\s`
+/// on str: Unicode whitespace and the separators U+001C..U+001F).
+pub fn nanobert_filter(text: &str) -> String {
+    text.chars()
+        .filter(|&c| {
+            c.is_ascii_alphanumeric()
+                || c.is_whitespace()
+                || ('\u{1c}'..='\u{1f}').contains(&c)
+                || matches!(c, ',' | '.' | '!' | '?' | '\'' | '"' | '-')
+        })
+        .collect()
+}
+
+/// Per-document text options of a run: the paragraph token's id and the character filter.
+#[derive(Clone, Copy, Debug, Default)]
+struct TextOptions {
+    paragraph: Option<u32>,
+    filter: bool,
+}
+
+fn process_document_into(doc: &Document, splitter: SplitterKind, tok: &Tokenizer, opts: TextOptions, out: &mut DocOut) {
+    let paragraph = opts.paragraph;
+    let filtered;
+    let text: &str = if opts.filter {
+        filtered = nanobert_filter(&doc.text);
+        &filtered
+    } else {
+        &doc.text
+    };
     let mut ranges = Vec::new();
-    split_sentences(splitter, &doc.text, &mut ranges);
-    let encode = |rs: &[Range<usize>], out: &mut DocOut| {
+    // Sentence ranges, and whether each one ends a paragraph (only with a paragraph token).
+    let mut ends_par = Vec::new();
+    if paragraph.is_some() {
+        let mut part = Vec::new();
+        let mut offset = 0usize;
+        for line in text.split('\n') {
+            split_sentences(splitter, line, &mut part);
+            for (k, r) in part.iter().enumerate() {
+                ranges.push(offset + r.start..offset + r.end);
+                ends_par.push(k + 1 == part.len());
+            }
+            offset += line.len() + 1;
+        }
+    } else {
+        split_sentences(splitter, text, &mut ranges);
+    }
+    let encode = |rs: &[Range<usize>], ends: &[bool], out: &mut DocOut| {
         let mut n_sent = 0u32;
-        for r in rs {
+        for (i, r) in rs.iter().enumerate() {
             let before = out.tokens.len();
-            tok.encode_into(&doc.text[r.clone()], &mut out.tokens);
+            tok.encode_into(&text[r.clone()], &mut out.tokens);
+            if let (Some(id), Some(true)) = (paragraph, ends.get(i)) {
+                out.tokens.push(id);
+            }
             let n = out.tokens.len() - before;
             if n > 0 {
                 out.sentence_lens.push(n as u32);
@@ -428,17 +504,20 @@ fn process_document_into(doc: &Document, splitter: SplitterKind, tok: &Tokenizer
         }
         n_sent
     };
-    if doc.text.len() < BIG_DOC || ranges.len() <= SENTENCES_PER_TASK {
-        let n = encode(&ranges, out);
+    if text.len() < BIG_DOC || ranges.len() <= SENTENCES_PER_TASK {
+        let n = encode(&ranges, &ends_par, out);
         out.doc_sentences.push(n);
         return;
     }
     // A long document (a book, a 200 MB line): tokenize groups of sentences in parallel.
     let parts: Vec<(DocOut, u32)> = ranges
         .par_chunks(SENTENCES_PER_TASK)
-        .map(|rs| {
+        .enumerate()
+        .map(|(k, rs)| {
             let mut part = DocOut::default();
-            let n = encode(rs, &mut part);
+            let first = k * SENTENCES_PER_TASK;
+            let ends = ends_par.get(first..(first + rs.len()).min(ends_par.len())).unwrap_or(&[]);
+            let n = encode(rs, ends, &mut part);
             (part, n)
         })
         .collect();
@@ -538,6 +617,7 @@ fn prepare_inner(
     let out = out.to_path_buf();
     let tok_path = PathBuf::from(&cfg.tokenizer);
     let tok = Tokenizer::from_file(&tok_path, cfg.lowercase)?;
+    cfg.paragraph_id(&tok)?;
     let (mut files, duplicates) = if cfg.inputs.is_empty() && source.is_some() {
         (vec![], vec![])
     } else {
@@ -909,6 +989,7 @@ fn tokenize_stage(
     progress: &Progress,
 ) -> Result<TokenizeStage> {
     let shard_size = cfg.shard_size as u64;
+    let opts = TextOptions { paragraph: cfg.paragraph_id(tok)?, filter: cfg.text_filter == "nanobert" };
     // With one thread everything runs inline on it; with more, a reader thread and a writer thread
     // overlap I/O with the rayon workers.
     let background = rayon::current_num_threads() > 1;
@@ -960,7 +1041,7 @@ fn tokenize_stage(
                                 }
                                 for d in &docs[range.clone()] {
                                     let before = out.tokens.len();
-                                    process_document_into(d, splitter, tok, &mut out);
+                                    process_document_into(d, splitter, tok, opts, &mut out);
                                     Progress::add(&progress.bytes, (d.text.len() as f64 * scale) as u64);
                                     Progress::add(&progress.tokens, (out.tokens.len() - before) as u64);
                                     Progress::add(&progress.documents, 1);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use bertkit_core::corpus::MmapCorpus;
 use bertkit_core::format::{Manifest, MANIFEST};
 use bertkit_core::instances::chunks::{self, check_chunk_size};
+use bertkit_core::instances::elc::{self, check_elc_seq_len};
 use bertkit_core::instances::mlm::{self, check_seq_len, TokenStream};
 use bertkit_core::instances::{in_local_pool, nsp, MaskVocab, NspConfig};
 use bertkit_core::{Error, Result};
@@ -200,7 +201,28 @@ fn chunk_view_py<'py>(py: Python<'py>, dataset: PathBuf, chunk_size: usize) -> P
     Ok(d)
 }
 
+/// ELC-BERT's rows (`pre_training/cache_dataset.py`) as token ranges without [CLS]/[SEP]:
+/// `{"starts", "ends", "document_offsets"}` (uint64; rows of document d are
+/// `document_offsets[d] : document_offsets[d + 1]`).
+#[pyfunction(name = "elc_view")]
+#[pyo3(signature = (dataset, seq_len=128))]
+fn elc_view_py<'py>(py: Python<'py>, dataset: PathBuf, seq_len: usize) -> PyResult<Bound<'py, PyDict>> {
+    check_elc_seq_len(seq_len).py_err()?;
+    let (starts, ends, dofs) = py
+        .detach(|| -> Result<_> {
+            let (corpus, _) = open(&dataset)?;
+            Ok(in_local_pool(0, || elc::elc_view(&corpus, seq_len)))
+        })
+        .py_err()?;
+    let d = PyDict::new(py);
+    d.set_item("starts", starts.into_pyarray(py))?;
+    d.set_item("ends", ends.into_pyarray(py))?;
+    d.set_item("document_offsets", dofs.into_pyarray(py))?;
+    Ok(d)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(elc_view_py, m)?)?;
     m.add_function(wrap_pyfunction!(nsp_view_py, m)?)?;
     m.add_function(wrap_pyfunction!(mlm_view_py, m)?)?;
     m.add_function(wrap_pyfunction!(mlm_rows_py, m)?)?;

@@ -11,8 +11,10 @@ use crate::corpus::CorpusView;
 use crate::error::{Error, Result};
 use crate::instances::{Chunks, MaskVocab};
 
-/// Sentence-mode chunks keep at most this many tokens (512 with [CLS] and [SEP]).
-pub const MAX_SENTENCE_TOKENS: u64 = 510;
+/// Sentence-mode chunks keep at most this many tokens (256 with [CLS] and [SEP]), as
+/// aiintelligentsystems/next-level-bert `src/data_processing_library.py` (`create_input_sents`)
+/// truncates each sentence to `max_seq_len - 2` with its `max_seq_len` of 256.
+pub const MAX_SENTENCE_TOKENS: u64 = 254;
 
 /// `chunk_size` is 0 (sentence mode) or at least 3.
 pub fn check_chunk_size(chunk_size: usize) -> Result<()> {

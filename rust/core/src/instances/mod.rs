@@ -9,6 +9,7 @@
 //! - `mlm_instances(corpus, seq_len, vocab) -> Vec<u32>` ([n, seq_len] row-major) and
 //!   `mlm_view(corpus, seq_len, seed, epoch) -> MlmView`.
 //! - `chunk_instances(corpus, docs, chunk_size, vocab) -> Chunks`, `chunk_view(corpus, chunk_size)`.
+//! - `elc::elc_view(corpus, seq_len)`: ELC-BERT's sentence-aligned per-document rows.
 //!
 //! Also: `nsp::NspContext` + `nsp::nsp_instances_with` (reuse the per-corpus negative-document
 //! index across document ranges), `nsp::nsp_instances_parallel` (all dupe passes, rayon, in
@@ -20,6 +21,7 @@
 //! See docs/FORMAT.md for the array layouts these fill.
 
 pub mod chunks;
+pub mod elc;
 pub mod masking;
 pub mod mlm;
 pub mod nsp;

@@ -17,15 +17,17 @@
 //!
 //! | behaviour | faithful (`fix_quirks = false`) | fixed (`fix_quirks = true`) |
 //! |---|---|---|
-//! | random document | `randint` over the documents **of the same input file** (`doc_source`), up to 10 tries to avoid the current one, **may still be the current document** | uniform over all other non-empty documents of the corpus (the current one only if it is the only document) |
+//! | random document | `randint` over every non-empty document of the run (all input files pooled, Google's `all_documents`), up to 10 tries to avoid the current one, **may still be the current document** (probability `(1/N)^10`) | uniform over all other non-empty documents of the corpus (the current one only if it is the only document) |
 //! | masking | see `masking.rs`: 80/10/10 per WordPiece, full-vocab random ids, `##` joins across [SEP] | per whole word, non-special random ids, no join across specials |
-//! | random-next rate | ≈ 0.5 + share of one-sentence chunks (Google measured 56.7 %) | same (not a quirk of the pair logic we change) |
+//! | random-next rate | `0.5 + 0.5 · s` with `s` the share of one-sentence chunks (a one-sentence chunk is always random next, any other one with p = 0.5) | same (not a quirk of the pair logic we change) |
 //!
 //! Differences from Google's script in both modes, by design: documents are not shuffled and the
 //! final instance list is not shuffled (a training run draws a keyed permutation); randomness is
 //! per (pass, document) instead of one global `random.Random(12345)`, so bytes differ from Python's
 //! output while the algorithm and its statistics are the same; documents without sentences are
-//! skipped (Google drops them on reading); an instance whose A or B ends up empty (only possible
+//! skipped (Google drops them on reading); the end of an input file always ends a document
+//! (Google's only document boundary is a blank line, so a file without a trailing blank line runs
+//! into the next file's first document); an instance whose A or B ends up empty (only possible
 //! with zero-token sentences) is dropped where Google's `assert len(tokens_a) >= 1` would abort.
 
 use std::ops::Range;
@@ -68,46 +70,37 @@ impl NspConfig {
 }
 
 /// Which documents a random next segment may come from; build once per corpus.
+///
+/// The pool is every non-empty document of the dataset (all input files, in corpus order), like
+/// Google's single `all_documents` list over every `--input_file` (empty documents are dropped
+/// there on reading, and skipped here). It is a list of `u32` document indices (4 bytes per
+/// document); the tokens themselves stay memory-mapped.
 pub struct NspContext {
-    /// Non-empty documents grouped by source (ascending source, then document).
     docs: Vec<u32>,
-    /// Distinct sources, ascending, and where each one's documents start in `docs`.
-    sources: Vec<u32>,
-    starts: Vec<usize>,
 }
 
 impl NspContext {
     pub fn new(corpus: &dyn CorpusView) -> Self {
-        let mut pairs: Vec<(u32, u32)> = (0..corpus.n_documents())
-            .filter(|&d| !corpus.doc_sentences(d).is_empty())
-            .map(|d| (corpus.doc_source(d), d as u32))
-            .collect();
-        pairs.sort_unstable();
-        let mut sources = Vec::new();
-        let mut starts = Vec::new();
-        for (i, &(s, _)) in pairs.iter().enumerate() {
-            if sources.last() != Some(&s) {
-                sources.push(s);
-                starts.push(i);
-            }
-        }
-        starts.push(pairs.len());
-        NspContext { docs: pairs.into_iter().map(|p| p.1).collect(), sources, starts }
+        let docs =
+            (0..corpus.n_documents()).filter(|&d| !corpus.doc_sentences(d).is_empty()).map(|d| d as u32).collect();
+        NspContext { docs }
     }
 
-    fn same_source(&self, source: u32) -> &[u32] {
-        match self.sources.binary_search(&source) {
-            Ok(i) => &self.docs[self.starts[i]..self.starts[i + 1]],
-            Err(_) => &[],
-        }
+    /// Number of documents a random next segment can be drawn from.
+    pub fn len(&self) -> usize {
+        self.docs.len()
     }
 
-    fn random_document(&self, corpus: &dyn CorpusView, d: usize, fixed: bool, rng: &mut Rng) -> usize {
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    fn random_document(&self, d: usize, fixed: bool, rng: &mut Rng) -> usize {
+        let n = self.docs.len() as u64;
+        if n <= 1 {
+            return d;
+        }
         if fixed {
-            let n = self.docs.len() as u64;
-            if n <= 1 {
-                return d;
-            }
             loop {
                 let r = self.docs[rng.below(n) as usize] as usize;
                 if r != d {
@@ -115,13 +108,11 @@ impl NspContext {
                 }
             }
         }
-        let list = self.same_source(corpus.doc_source(d));
-        if list.is_empty() {
-            return d;
-        }
+        // Google: `for _ in range(10): random_document_index = rng.randint(0, len(all_documents) - 1)`,
+        // stopping at the first index other than the current document's.
         let mut r = d;
         for _ in 0..10 {
-            r = list[rng.randint(0, list.len() as u64 - 1) as usize] as usize;
+            r = self.docs[rng.randint(0, n - 1) as usize] as usize;
             if r != d {
                 break;
             }
@@ -179,7 +170,7 @@ pub(crate) fn doc_pairs(
             let random_next = clen == 1 || rng.random() < 0.5;
             let (b_full, b_doc) = if random_next {
                 let target_b = target as i64 - (a_full.end - a_full.start) as i64;
-                let r = ctx.random_document(corpus, d, cfg.fix_quirks, rng);
+                let r = ctx.random_document(d, cfg.fix_quirks, rng);
                 let rs = corpus.doc_sentences(r);
                 let b = if rs.is_empty() {
                     0..0
