@@ -62,10 +62,16 @@ def prepare(
     mlm_seq_len: Annotated[int, typer.Option(help="Packed MLM length (0: --max-seq-length).")] = 0,
     chunk_size: Annotated[int, typer.Option(help="NextLevelBERT chunk tokens (0: sentence chunks).")] = 256,
     paragraph_token: Annotated[
-        str, typer.Option(help="Token ending every paragraph (a line of a document), e.g. [PAR] (ELC-BERT).")
+        str,
+        typer.Option(
+            help="Token ending every paragraph (a line of a document), e.g. [PAR] (ELC-BERT).", show_default="none"
+        ),
     ] = "",
     text_filter: Annotated[
-        str, typer.Option(help="nanobert: drop characters outside [a-zA-Z0-9\\s,.!?'\"-] (my-best-day/medium).")
+        str,
+        typer.Option(
+            help="nanobert: drop characters outside [a-zA-Z0-9\\s,.!?'\"-] (my-best-day/medium).", show_default="none"
+        ),
     ] = "",
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 12345,
     threads: Annotated[
