@@ -545,13 +545,11 @@ def evaluate_blimp(
     """Score every minimal pair of ``data`` (a BLiMP ``data/`` directory or one file) with ``scorer`` under
     ``variants`` and write the results (see the module doc). Returns the result dict written to ``out`` (default
     ``SOURCE/eval/blimp.json``, beside it ``blimp.md``)."""
-    from bertkit.eval.finetune import write_text_atomic
+    from bertkit.eval.finetune import previous_results, results_path, write_text_atomic
 
     variants = check_variants(variants)
     check_batch_size(batch_size)
-    out_path = Path(out) if out is not None else Path(scorer.source) / "eval" / "blimp.json"
-    if out_path.suffix != ".json":
-        raise ConfigError(f"{out_path}: the results file must end in .json")
+    out_path = results_path(out, scorer.source, "blimp")
     md_path = out_path.with_suffix(".md")
     emit = on_progress or (lambda event: None)
 
@@ -565,15 +563,7 @@ def evaluate_blimp(
         tokenized[uid] = sequences
 
     source = scorer.describe()
-    previous: dict[str, Any] = {}
-    if out_path.is_file():
-        try:
-            previous = json.loads(out_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise FormatError(f"{out_path}: not valid JSON (delete it to start over)") from None
-        if not isinstance(previous, dict) or previous.get("source") != source:
-            emit({"event": "restart", "reason": f"{out_path} holds results of another model; starting over"})
-            previous = {}
+    previous = previous_results(out_path, source, emit)
     kept = previous.get("paradigms", {}) if isinstance(previous.get("paradigms"), dict) else {}
     result: dict[str, Any] = {"source": source, "data": str(data), "variants": variants, "paradigms": {}}
     for uid, pairs in paradigms.items():

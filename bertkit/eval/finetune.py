@@ -17,6 +17,7 @@ initialisation, dropout and the order of the training examples.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import statistics
@@ -555,6 +556,29 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         write_bytes_atomic(p, text.encode("utf-8"))
     except OSError as e:
         raise ConfigError(f"{p}: cannot write the results ({e.strerror or e})") from None
+
+
+def results_path(out: str | os.PathLike[str] | None, source: str | os.PathLike[str], name: str) -> Path:
+    """The results JSON of an evaluation: ``out``, or ``SOURCE/eval/NAME.json``; its markdown sits beside it."""
+    out_path = Path(out) if out is not None else Path(source) / "eval" / f"{name}.json"
+    if out_path.suffix != ".json":
+        raise ConfigError(f"{out_path}: the results file must end in .json")
+    return out_path
+
+
+def previous_results(out_path: Path, source: str, emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The results an earlier call wrote to ``out_path`` for the same model ``source`` (what a resumed evaluation
+    keeps), or {} (announced as a restart when the file holds another model's results)."""
+    if not out_path.is_file():
+        return {}
+    try:
+        previous = json.loads(out_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise FormatError(f"{out_path}: not valid JSON (delete it to start over)") from None
+    if not isinstance(previous, dict) or previous.get("source") != source:
+        emit({"event": "restart", "reason": f"{out_path} holds results of another model; starting over"})
+        return {}
+    return previous
 
 
 def _run_key(config: FinetuneConfig) -> str:

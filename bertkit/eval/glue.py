@@ -42,7 +42,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertkit.eval.finetune import Backbone, FinetuneConfig, ProgressFn, SequenceData, write_text_atomic
+from bertkit.eval.finetune import (
+    Backbone,
+    FinetuneConfig,
+    ProgressFn,
+    SequenceData,
+    previous_results,
+    results_path,
+    write_text_atomic,
+)
 from bertkit.eval.tasks import Example
 from bertkit.exceptions import ConfigError, FormatError
 
@@ -565,20 +573,10 @@ def evaluate_glue(
     if not data:
         raise ConfigError(f"{glue_dir}: no complete GLUE task ({'; '.join(missing.values())})")
 
-    out_path = Path(out) if out is not None else Path(backbone.source) / "eval" / "glue.json"
-    if out_path.suffix != ".json":
-        raise ConfigError(f"{out_path}: the results file must end in .json")
+    out_path = results_path(out, backbone.source, "glue")
     md_path = out_path.with_suffix(".md")
     source = backbone.describe()
-    previous: dict[str, Any] = {}
-    if out_path.is_file():
-        try:
-            previous = json.loads(out_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise FormatError(f"{out_path}: not valid JSON (delete it to start over)") from None
-        if previous.get("source") != source:
-            emit({"event": "restart", "reason": f"{out_path} holds results of another model; starting over"})
-            previous = {}
+    previous = previous_results(out_path, source, emit)
     result: dict[str, Any] = {
         "source": source,
         "glue_dir": str(glue_dir),

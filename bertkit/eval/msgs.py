@@ -37,7 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertkit.eval.finetune import Backbone, FinetuneConfig, ProgressFn, SequenceData, write_text_atomic
+from bertkit.eval.finetune import (
+    Backbone,
+    FinetuneConfig,
+    ProgressFn,
+    SequenceData,
+    previous_results,
+    results_path,
+    write_text_atomic,
+)
 from bertkit.eval.tasks import Example, read_classification
 from bertkit.exceptions import ConfigError, FormatError
 
@@ -240,20 +248,10 @@ def evaluate_msgs(
     emit = on_progress or (lambda event: None)
     read = {name: read_msgs_task(found[name]) for name in names}  # every file checked before any fine-tuning
 
-    out_path = Path(out) if out is not None else Path(backbone.source) / "eval" / "msgs.json"
-    if out_path.suffix != ".json":
-        raise ConfigError(f"{out_path}: the results file must end in .json")
+    out_path = results_path(out, backbone.source, "msgs")
     md_path = out_path.with_suffix(".md")
     source = backbone.describe()
-    previous: dict[str, Any] = {}
-    if out_path.is_file():
-        try:
-            previous = json.loads(out_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise FormatError(f"{out_path}: not valid JSON (delete it to start over)") from None
-        if not isinstance(previous, dict) or previous.get("source") != source:
-            emit({"event": "restart", "reason": f"{out_path} holds results of another model; starting over"})
-            previous = {}
+    previous = previous_results(out_path, source, emit)
     result: dict[str, Any] = {"source": source, "data": str(data), "seeds": seeds, "tasks": {}}
     kept = previous.get("tasks", {})
     settings = {"config": config.to_dict(), "seeds": seeds}
