@@ -151,16 +151,23 @@ class LoadReport:
     """Checkpoint keys the model has no place for (ignored)."""
 
 
-def _read_hf_config(path: Path) -> BertConfig:
+def read_config_json(path: Path, what: str = "checkpoint directory") -> dict[str, Any]:
+    """The JSON object of ``path/config.json`` (a Hugging Face directory's config), or a FormatError naming it."""
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
-        raise FormatError(f"{cfg_path}: no config.json in the checkpoint directory")
+        raise FormatError(f"{cfg_path}: no config.json in the {what}")
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise FormatError(f"{cfg_path}: not valid JSON") from None
     if not isinstance(raw, dict):
         raise FormatError(f"{cfg_path}: not a JSON object")
+    return raw
+
+
+def _read_hf_config(path: Path) -> BertConfig:
+    cfg_path = path / "config.json"
+    raw = read_config_json(path)
     model_type = raw.get("model_type")
     if model_type != "bert":
         raise FormatError(f"{cfg_path}: model_type is {model_type!r}, not 'bert'")

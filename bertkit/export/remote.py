@@ -183,16 +183,9 @@ def _json_bytes(obj: Any) -> bytes:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise FormatError(f"{cfg_path}: no config.json in the model directory")
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise FormatError(f"{cfg_path}: not valid JSON") from None
-    if not isinstance(raw, dict):
-        raise FormatError(f"{cfg_path}: not a JSON object")
-    return raw
+    from bertkit.export.hf import read_config_json
+
+    return read_config_json(path, "model directory")
 
 
 def _model_config(arch: str, path: Path, raw: dict[str, Any], overrides: dict[str, Any]) -> Any:
